@@ -1,0 +1,384 @@
+"""Every object mtv-register creates, as the plain dicts the Kubernetes API accepts. No I/O.
+
+On each cluster being registered (seed procedure, steps 1-5): the ClusterRole
+`live-migration-role`, a ServiceAccount, a ClusterRoleBinding named after it, and a long-lived
+token Secret. On the MTV host: the provider Secret and the Forklift Provider.
+
+Every name, label and annotation the tool uses is in the constant block below, and the seed's
+ClusterRole rules are data (`SEED_CLUSTER_ROLE_RULES`), so both are read in one place.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import re
+import unicodedata
+from collections.abc import Mapping
+from typing import Any, Final
+
+Manifest = dict[str, Any]
+
+# --- Names, labels and annotations -------------------------------------------------------------
+
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "mtv-register"
+
+DEFAULT_ROLE_NAME: Final = "live-migration-role"
+DEFAULT_SERVICE_ACCOUNT: Final = "mtv-provider"
+DEFAULT_SERVICE_ACCOUNT_NAMESPACE: Final = "mtv-register"
+# The token Secret is "<sa>-token"; rotation creates "<sa>-token-<suffix>" from generateName.
+TOKEN_SECRET_SUFFIX: Final = "-token"
+
+ROOT_CA_CONFIGMAP: Final = "kube-root-ca.crt"
+ROOT_CA_KEY: Final = "ca.crt"
+
+SERVICE_ACCOUNT_TOKEN_TYPE: Final = "kubernetes.io/service-account-token"
+SERVICE_ACCOUNT_NAME_ANNOTATION: Final = "kubernetes.io/service-account.name"
+
+MTV_NAMESPACES: Final = ("openshift-mtv", "konveyor-forklift")
+HOST_PROVIDER_NAME: Final = "host"
+FORKLIFT_GROUP: Final = "forklift.konveyor.io"
+FORKLIFT_VERSION: Final = "v1beta1"
+FORKLIFT_API_VERSION: Final = f"{FORKLIFT_GROUP}/{FORKLIFT_VERSION}"
+PROVIDER_KIND: Final = "Provider"
+PROVIDER_PLURAL: Final = "providers"
+PROVIDER_TYPE: Final = "openshift"
+
+# Forklift's webhook tests the connection for Secrets carrying these labels.
+PROVIDER_SECRET_LABELS: Final[Mapping[str, str]] = {
+    "createdForProviderType": PROVIDER_TYPE,
+    "createdForResourceType": PROVIDER_PLURAL,
+}
+PROVIDER_SECRET_TOKEN_KEY: Final = "token"
+PROVIDER_SECRET_URL_KEY: Final = "url"
+PROVIDER_SECRET_CA_KEY: Final = "ca.crt"
+PROVIDER_SECRET_LEGACY_CA_KEY: Final = "cacert"
+PROVIDER_SECRET_INSECURE_KEY: Final = "insecureSkipVerify"
+
+PAIR_LABEL: Final = "mtv-register.konveyor.io/pair"
+# "<namespace>/<name>" of the token Secret on the registered cluster, so rotation can find it.
+TOKEN_SECRET_ANNOTATION: Final = "mtv-register.konveyor.io/token-secret"
+ROTATED_AT_ANNOTATION: Final = "mtv-register.konveyor.io/rotated-at"
+
+LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
+REDACTED: Final = "<redacted>"
+
+# --- The seed's ClusterRole rules, in the seed's order -----------------------------------------
+
+_READ: Final = ("get", "list", "watch")
+_FULL: Final = (*_READ, "create", "update", "patch", "delete")
+
+
+def _rule(api_group: str, resources: tuple[str, ...], verbs: tuple[str, ...]) -> dict[str, Any]:
+    return {"apiGroups": [api_group], "resources": list(resources), "verbs": list(verbs)}
+
+
+SEED_CLUSTER_ROLE_RULES: Final[list[dict[str, Any]]] = [
+    _rule("forklift.konveyor.io", ("*",), _READ),
+    _rule(
+        "",
+        ("secrets", "namespaces", "configmaps", "persistentvolumes", "persistentvolumeclaims"),
+        _FULL,
+    ),
+    _rule("k8s.cni.cncf.io", ("network-attachment-definitions",), _READ),
+    _rule("storage.k8s.io", ("storageclasses",), _READ),
+    _rule(
+        "kubevirt.io",
+        ("virtualmachines", "virtualmachines/finalizers", "virtualmachineinstancemigrations"),
+        _FULL,
+    ),
+    _rule("kubevirt.io", ("kubevirts", "virtualmachineinstances"), _READ),
+    _rule("cdi.kubevirt.io", ("datavolumes", "datavolumes/finalizers"), _FULL),
+    _rule("apps", ("deployments",), _FULL),
+    _rule(
+        "instancetype.kubevirt.io",
+        ("virtualmachineclusterpreferences", "virtualmachineclusterinstancetypes"),
+        _READ,
+    ),
+    _rule(
+        "instancetype.kubevirt.io",
+        ("virtualmachinepreferences", "virtualmachineinstancetypes"),
+        _FULL,
+    ),
+]
+
+# --- Builders ----------------------------------------------------------------------------------
+
+
+def managed_labels(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The managed-by label plus `extra`; the managed-by label cannot be overridden."""
+    labels = {MANAGED_BY_LABEL: MANAGED_BY}
+    for key, value in (extra or {}).items():
+        if key != MANAGED_BY_LABEL:
+            labels[key] = value
+    return labels
+
+
+def token_secret_name(service_account: str) -> str:
+    """The name of the first token Secret of `service_account`."""
+    return f"{service_account}{TOKEN_SECRET_SUFFIX}"
+
+
+def token_secret_generate_name(service_account: str) -> str:
+    """The generateName prefix of the token Secrets rotation creates for `service_account`."""
+    return f"{service_account}{TOKEN_SECRET_SUFFIX}-"
+
+
+def cluster_role(name: str = DEFAULT_ROLE_NAME) -> Manifest:
+    """The seed's ClusterRole (step 1)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name, "labels": managed_labels()},
+        "rules": copy.deepcopy(SEED_CLUSTER_ROLE_RULES),
+    }
+
+
+def namespace(name: str) -> Manifest:
+    """A Namespace for the service account, when it does not exist yet."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": managed_labels()},
+    }
+
+
+def service_account(name: str, namespace: str) -> Manifest:
+    """The ServiceAccount MTV acts as (step 3).
+
+    It never lists its token Secret in ``secrets``: that would make the token look
+    auto-generated to LegacyServiceAccountTokenCleanUp, which invalidates unused ones.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": namespace, "labels": managed_labels()},
+    }
+
+
+def cluster_role_binding(
+    service_account: str, namespace: str, role_name: str = DEFAULT_ROLE_NAME
+) -> Manifest:
+    """The ClusterRoleBinding of `service_account` to `role_name`, named after the account."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": service_account, "labels": managed_labels()},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": role_name,
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+    }
+
+
+def token_secret(
+    service_account: str,
+    namespace: str,
+    name: str | None = None,
+    generate_name: str | None = None,
+) -> Manifest:
+    """The long-lived token Secret of `service_account` (step 5), filled by the token controller.
+
+    Named `name`, or from `generate_name`, or by default ``<service_account>-token``.
+    """
+    if name is not None and generate_name is not None:
+        raise ValueError(
+            f'token secret for serviceaccount "{service_account}": '
+            "give a name or a generateName, not both"
+        )
+    metadata: dict[str, Any] = {}
+    if generate_name is not None:
+        metadata["generateName"] = generate_name
+    else:
+        metadata["name"] = name if name is not None else token_secret_name(service_account)
+    metadata["namespace"] = namespace
+    metadata["labels"] = managed_labels()
+    metadata["annotations"] = {SERVICE_ACCOUNT_NAME_ANNOTATION: service_account}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": SERVICE_ACCOUNT_TOKEN_TYPE,
+    }
+
+
+def provider_secret(
+    name: str,
+    namespace: str,
+    *,
+    url: str,
+    token: str,
+    ca_cert: str | None,
+    insecure_skip_verify: bool,
+    legacy_cacert: bool = True,
+    token_secret_ref: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> Manifest:
+    """The Secret a Forklift Provider reads its credentials from, on the MTV host.
+
+    Values are base64 in ``data``, so the result equals what the server stores. The CA is under
+    ``ca.crt`` and, when `legacy_cacert`, also under the deprecated ``cacert`` that older
+    Forklift releases read. An empty `ca_cert` counts as none. `token_secret_ref` is the
+    ``<namespace>/<name>`` of the token Secret on the registered cluster; `labels` are added to
+    the Forklift and managed-by labels.
+
+    Raises `ValueError` when the token is empty, or when a CA comes with `insecure_skip_verify`
+    (Forklift refuses the pair).
+    """
+    if not token:
+        raise ValueError(f'provider secret "{namespace}/{name}": the token is empty')
+    if ca_cert and insecure_skip_verify:
+        raise ValueError(
+            f'provider secret "{namespace}/{name}": give a CA certificate or skip TLS '
+            "verification, not both"
+        )
+    values = {PROVIDER_SECRET_TOKEN_KEY: token, PROVIDER_SECRET_URL_KEY: url}
+    if ca_cert:
+        values[PROVIDER_SECRET_CA_KEY] = ca_cert
+        if legacy_cacert:
+            values[PROVIDER_SECRET_LEGACY_CA_KEY] = ca_cert
+    values[PROVIDER_SECRET_INSECURE_KEY] = "true" if insecure_skip_verify else "false"
+
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": managed_labels({**PROVIDER_SECRET_LABELS, **(labels or {})}),
+    }
+    if token_secret_ref is not None:
+        metadata["annotations"] = {TOKEN_SECRET_ANNOTATION: token_secret_ref}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": "Opaque",
+        "data": {key: _b64(value) for key, value in values.items()},
+    }
+
+
+def provider(
+    name: str,
+    namespace: str,
+    *,
+    url: str,
+    secret_name: str,
+    secret_namespace: str,
+    labels: Mapping[str, str] | None = None,
+) -> Manifest:
+    """The Forklift Provider of an OpenShift Virtualization cluster, on the MTV host."""
+    return {
+        "apiVersion": FORKLIFT_API_VERSION,
+        "kind": PROVIDER_KIND,
+        "metadata": {"name": name, "namespace": namespace, "labels": managed_labels(labels)},
+        "spec": {
+            "type": PROVIDER_TYPE,
+            "url": url,
+            "secret": {"name": secret_name, "namespace": secret_namespace},
+        },
+    }
+
+
+def owner_reference(
+    obj: Mapping[str, Any], *, controller: bool = False, block_owner_deletion: bool = False
+) -> dict[str, Any]:
+    """An ownerReference to `obj`, an object as the server stored it (it needs its uid)."""
+    metadata = obj.get("metadata") or {}
+    missing = [
+        field
+        for field, value in (
+            ("apiVersion", obj.get("apiVersion")),
+            ("kind", obj.get("kind")),
+            ("metadata.name", metadata.get("name")),
+            ("metadata.uid", metadata.get("uid")),
+        )
+        if not value
+    ]
+    if missing:
+        raise ValueError(
+            f'cannot refer to {obj.get("kind", "object")} "{metadata.get("name", "")}" as an '
+            f"owner: it has no {', '.join(missing)} (is it the stored object?)"
+        )
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "name": metadata["name"],
+        "uid": metadata["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": block_owner_deletion,
+    }
+
+
+def redact(obj: Mapping[str, Any]) -> Manifest:
+    """A deep copy of `obj` with every value under a key named ``token`` replaced by
+    ``<redacted>``, for printing (``--dry-run``, ``render``). `obj` is left unchanged.
+
+    An empty token stays empty: it shows that the token controller has not filled it yet.
+    """
+    redacted: Manifest = _redact_value(copy.deepcopy(dict(obj)))
+    return redacted
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_redact_value(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    result: dict[Any, Any] = {}
+    for key, item in value.items():
+        if isinstance(key, str) and key.lower() == "token" and item:
+            result[key] = REDACTED
+        else:
+            result[key] = _redact_value(item)
+    if result.get("kind") == "Secret":
+        annotations = (result.get("metadata") or {}).get("annotations") or {}
+        # kubectl apply copies the whole Secret, token included, into this annotation.
+        if annotations.get(LAST_APPLIED_ANNOTATION):
+            annotations[LAST_APPLIED_ANNOTATION] = REDACTED
+    return result
+
+
+# --- Names -------------------------------------------------------------------------------------
+
+_DNS1123_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN: Final = re.compile(
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
+_DNS1123_LABEL_MAX: Final = 63
+_DNS1123_SUBDOMAIN_MAX: Final = 253
+_NAME_HASH_LENGTH: Final = 8
+
+
+def is_dns1123_label(s: str) -> bool:
+    """Whether `s` is a valid DNS-1123 label (Namespace names; the form of Provider names)."""
+    return len(s) <= _DNS1123_LABEL_MAX and _DNS1123_LABEL.fullmatch(s) is not None
+
+
+def is_dns1123_subdomain(s: str) -> bool:
+    """Whether `s` is a valid DNS-1123 subdomain (the names of most objects)."""
+    return len(s) <= _DNS1123_SUBDOMAIN_MAX and _DNS1123_SUBDOMAIN.fullmatch(s) is not None
+
+
+def provider_name(context: str) -> str:
+    """A Provider name derived from a kubeconfig context name: a DNS-1123 label.
+
+    Lowercased, accents dropped, every run of other characters turned into one ``-``, ends
+    trimmed: ``Source_Cluster`` becomes ``source-cluster``. A name longer than 63 characters is
+    cut and given a short hash of `context`, and a context with no usable character becomes
+    ``provider-<hash>``, so that different contexts still get different names.
+    """
+    ascii_name = unicodedata.normalize("NFKD", context).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    digest = hashlib.sha256(context.encode()).hexdigest()[:_NAME_HASH_LENGTH]
+    if not name:
+        return f"provider-{digest}"
+    if len(name) > _DNS1123_LABEL_MAX:
+        keep = _DNS1123_LABEL_MAX - _NAME_HASH_LENGTH - 1
+        return f"{name[:keep].rstrip('-')}-{digest}"
+    return name
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode("ascii")

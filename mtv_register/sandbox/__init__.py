@@ -1,0 +1,177 @@
+"""Simulated clusters that speak the Kubernetes API over real HTTPS, for trying and testing
+mtv-register with no cluster at all.
+
+    with Sandbox(mtv_on="separate") as sandbox:
+        sandbox.write_kubeconfig(path)       # contexts: source, destination, mtv
+        sandbox["source"].cluster.faults.inject("create", "/secrets", status=500)
+
+Each cluster is its own HTTPS server on 127.0.0.1 with its own CA, its own store, RBAC, token
+controller, garbage collector; the MTV host also runs Forklift's provider controller.
+"""
+
+from __future__ import annotations
+
+import base64
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from mtv_register.sandbox.certs import CertificateAuthority, new_ca
+from mtv_register.sandbox.cluster import Cluster
+from mtv_register.sandbox.controllers import Controllers
+from mtv_register.sandbox.faults import AuditLog
+from mtv_register.sandbox.forklift import ForkliftController
+from mtv_register.sandbox.profiles import MTV_NAMESPACE, install_mtv, install_virtualization
+from mtv_register.sandbox.server import ApiServer
+from mtv_register.sandbox.tokens import ISSUED_TOKENS
+
+__all__ = ["ISSUED_TOKENS", "MTV_NAMESPACE", "Sandbox", "SandboxCluster"]
+
+
+@dataclass
+class SandboxCluster:
+    context: str
+    cluster: Cluster
+    server: ApiServer
+    controllers: Controllers
+    forklift: ForkliftController | None
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def root_ca_pem(self) -> str:
+        """The cluster's internal CA, published in every namespace's `kube-root-ca.crt`."""
+        return self.cluster.ca.pem
+
+    @property
+    def serving_ca_pem(self) -> str:
+        """The CA that signs the API's serving certificate (differs with a named certificate)."""
+        return self.server.serving_ca.pem
+
+    @property
+    def admin_token(self) -> str:
+        return self.cluster.admin_token
+
+    @property
+    def is_mtv_host(self) -> bool:
+        return self.forklift is not None
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.controllers.stop()
+        if self.forklift is not None:
+            self.forklift.stop()
+
+
+class Sandbox:
+    def __init__(
+        self,
+        *,
+        sources: int = 1,
+        mtv_on: str = "destination",
+        token_delay: float = 0.0,
+        named_cert: str | None = None,
+        audit_dir: Path | None = None,
+    ) -> None:
+        if mtv_on not in ("destination", "separate"):
+            raise ValueError(f'mtv_on must be "destination" or "separate", not {mtv_on!r}')
+        if sources < 1:
+            raise ValueError("a sandbox needs at least one source cluster")
+        self.sources = (
+            ["source"] if sources == 1 else [f"source-{i}" for i in range(1, sources + 1)]
+        )
+        self.contexts = [*self.sources, "destination"] + (["mtv"] if mtv_on == "separate" else [])
+        self.mtv_context = "mtv" if mtv_on == "separate" else "destination"
+        self.token_delay = token_delay
+        self.named_cert = named_cert
+        self.audit_dir = audit_dir
+        if named_cert is not None and named_cert not in self.contexts:
+            raise ValueError(f"--named-cert {named_cert!r} is not one of {self.contexts}")
+        self.clusters: dict[str, SandboxCluster] = {}
+
+    def __getitem__(self, context: str) -> SandboxCluster:
+        return self.clusters[context]
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> Sandbox:
+        with ThreadPoolExecutor(max_workers=len(self.contexts)) as pool:
+            started = list(pool.map(self._start_cluster, self.contexts))
+        self.clusters = {c.context: c for c in started}
+        return self
+
+    def _start_cluster(self, context: str) -> SandboxCluster:
+        audit = AuditLog(self.audit_dir / f"{context}.log" if self.audit_dir else None)
+        cluster = Cluster(context, token_delay=self.token_delay, audit=audit)
+        serving_ca: CertificateAuthority | None = None
+        if context == self.named_cert:
+            serving_ca = new_ca(f"{context}-named-certificate-ca")
+        server = ApiServer(cluster, serving_ca)
+        controllers = Controllers(cluster)
+        install_virtualization(cluster)
+        forklift = None
+        if context == self.mtv_context:
+            install_mtv(cluster)
+            forklift = ForkliftController(cluster)
+            forklift.reconcile(MTV_NAMESPACE, "host")
+        server.start()
+        return SandboxCluster(context, cluster, server, controllers, forklift)
+
+    def stop(self) -> None:
+        for sandbox_cluster in self.clusters.values():
+            sandbox_cluster.stop()
+
+    def set_token_delay(self, seconds: float) -> None:
+        self.token_delay = seconds
+        for sandbox_cluster in self.clusters.values():
+            sandbox_cluster.cluster.token_delay = seconds
+
+    def kubeconfig(self) -> dict[str, Any]:
+        clusters, users, contexts = [], [], []
+        for context, sc in self.clusters.items():
+            ca_data = base64.b64encode(sc.serving_ca_pem.encode()).decode()
+            clusters.append(
+                {
+                    "name": context,
+                    "cluster": {"server": sc.url, "certificate-authority-data": ca_data},
+                }
+            )
+            users.append({"name": f"{context}-admin", "user": {"token": sc.admin_token}})
+            contexts.append(
+                {"name": context, "context": {"cluster": context, "user": f"{context}-admin"}}
+            )
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "preferences": {},
+            "current-context": self.mtv_context,
+            "clusters": clusters,
+            "users": users,
+            "contexts": contexts,
+        }
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(self.kubeconfig(), sort_keys=False))
+        path.chmod(0o600)
+        return path
+
+    def issued_tokens(self) -> set[str]:
+        return set(ISSUED_TOKENS)

@@ -1,0 +1,134 @@
+"""Fault injection and the audit log: how tests make a cluster misbehave and count requests."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtv_register.sandbox.store import now_rfc3339
+
+
+@dataclass
+class Fault:
+    """Fail the next `count` requests whose verb and path match."""
+
+    verb: str  # Kubernetes verb (get, list, watch, create, update, patch, delete) or "*"
+    path: str  # regular expression searched in the request path
+    count: int = 1
+    status: int = 500
+    retry_after: int | None = None
+    drop: bool = False  # close the connection without an answer
+    hits: int = 0
+
+    def matches(self, verb: str, path: str) -> bool:
+        return self.verb in ("*", verb) and re.search(self.path, path) is not None
+
+
+@dataclass
+class FaultInjector:
+    latency: float = 0.0
+    _faults: list[Fault] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def inject(
+        self,
+        verb: str = "*",
+        path: str = "",
+        *,
+        count: int = 1,
+        status: int = 500,
+        retry_after: int | None = None,
+        drop: bool = False,
+    ) -> Fault:
+        fault = Fault(verb, path, count, status, retry_after, drop)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self.latency = 0.0
+
+    def take(self, verb: str, path: str) -> Fault | None:
+        """The fault this request triggers, used up by one."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.count > 0 and fault.matches(verb, path):
+                    fault.count -= 1
+                    fault.hits += 1
+                    return fault
+        return None
+
+
+MUTATING_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+class AuditLog:
+    """One `audit.k8s.io/v1` Event per request, in memory and optionally in a file."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+
+    def record(
+        self,
+        *,
+        verb: str,
+        uri: str,
+        username: str,
+        groups: list[str],
+        code: int,
+        user_agent: str,
+        object_ref: dict[str, str] | None,
+        received: float,
+    ) -> None:
+        event: dict[str, Any] = {
+            "kind": "Event",
+            "apiVersion": "audit.k8s.io/v1",
+            "level": "Metadata",
+            "auditID": str(uuid.uuid4()),
+            "stage": "ResponseComplete",
+            "requestURI": uri,
+            "verb": verb,
+            "user": {"username": username, "groups": groups},
+            "sourceIPs": ["127.0.0.1"],
+            "userAgent": user_agent,
+            "responseStatus": {"metadata": {}, "code": code},
+            "requestReceivedTimestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(received))
+            + "Z",
+            "stageTimestamp": now_rfc3339(),
+        }
+        if object_ref:
+            event["objectRef"] = object_ref
+        with self._lock:
+            self._events.append(event)
+            if self._path is not None:
+                with self._path.open("a") as handle:
+                    handle.write(json.dumps(event) + "\n")
+
+    def events(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._events)
+
+    def mark(self) -> int:
+        """A position to count from: `since(mark)` gives the events after it."""
+        with self._lock:
+            return len(self._events)
+
+    def since(self, mark: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._events[mark:])
+
+    def mutating(self, mark: int = 0) -> list[dict[str, Any]]:
+        return [e for e in self.since(mark) if e["verb"] in MUTATING_VERBS]
