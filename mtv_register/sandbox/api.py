@@ -276,13 +276,10 @@ def _watch(
         timeout=timeout,
         stopped=lambda: cluster.stopping,
     )
-    first = next(events, None) if not initial else None  # surfaces 410 before the 200
 
     def stream() -> Any:
         for obj in initial:
             yield json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n"
-        if first is not None:
-            yield json.dumps({"type": first.type, "object": first.obj}).encode() + b"\n"
         try:
             for event in events:
                 yield json.dumps({"type": event.type, "object": event.obj}).encode() + b"\n"

@@ -78,7 +78,7 @@ class Controllers:
         cluster.store.add_listener(self._on_event)
         cluster.after_delete = self._after_delete  # type: ignore[method-assign]
         cluster.after_delete_requested = self._after_delete_requested  # type: ignore[method-assign]
-        cluster.orphan_dependents = self._orphan  # type: ignore[method-assign]
+        cluster.orphan_dependents = self._orphan  # type: ignore[method-assign,assignment]
 
     def stop(self) -> None:
         self.scheduler.stop()

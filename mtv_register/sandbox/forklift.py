@@ -9,6 +9,7 @@ in-place credential rotation work.
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import json
 import ssl
@@ -143,8 +144,15 @@ class ForkliftController:
             for provider in providers:
                 ref = (provider.get("spec") or {}).get("secret") or {}
                 if (ref.get("namespace"), ref.get("name")) == (meta["namespace"], meta["name"]):
-                    key = (provider["metadata"]["namespace"], provider["metadata"]["name"])
-                    self.scheduler.call_later(0, lambda key=key: self.reconcile(*key, force=True))
+                    self.scheduler.call_later(
+                        0,
+                        functools.partial(
+                            self.reconcile,
+                            provider["metadata"]["namespace"],
+                            provider["metadata"]["name"],
+                            force=True,
+                        ),
+                    )
 
     def reconcile(self, namespace: str, name: str, *, force: bool = False) -> None:
         provider = self.cluster.store.find(self.providers, namespace, name)

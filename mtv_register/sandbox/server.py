@@ -41,7 +41,7 @@ class _TLSServer(ThreadingHTTPServer):
         except (ssl.SSLError, OSError):
             return  # the client refused our certificate, or went away
         try:
-            self.RequestHandlerClass(tls, client_address, self)
+            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
         finally:
             with contextlib.suppress(OSError):
                 tls.close()

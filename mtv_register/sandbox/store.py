@@ -6,6 +6,7 @@ notifies the controllers. Objects are plain JSON dicts; callers always get copie
 
 from __future__ import annotations
 
+import builtins
 import copy
 import re
 import threading
@@ -62,31 +63,30 @@ def _split_selector(selector: str) -> list[str]:
     return parts
 
 
+def _label_test(op: str, key: str, values: frozenset[str], labels: dict[str, str]) -> bool:
+    if op == "exists":
+        return key in labels
+    if op == "!exists":
+        return key not in labels
+    if op in ("=", "==", "in"):
+        return labels.get(key) in values
+    return labels.get(key) not in values  # != and notin
+
+
 def label_matcher(selector: str | None) -> Callable[[dict[str, str]], bool]:
     """A labelSelector query parameter as a predicate; 400 BadRequest when it does not parse."""
-    if not selector:
-        return lambda labels: True
-    tests: list[Callable[[dict[str, str]], bool]] = []
-    for part in _split_selector(selector):
+    requirements: list[tuple[str, str, frozenset[str]]] = []
+    for part in _split_selector(selector or ""):
         match = _REQ.match(part)
         if not match or (match["neg"] and match["op"]):
             raise status.bad_request(f"unable to parse requirement: {part!r}")
-        key, op, value = match["key"], (match["op"] or "").strip(), match["value"] or ""
-        if match["neg"]:
-            tests.append(lambda labels, k=key: k not in labels)
-        elif not op:
-            tests.append(lambda labels, k=key: k in labels)
-        elif op in ("=", "=="):
-            tests.append(lambda labels, k=key, v=value: labels.get(k) == v)
-        elif op == "!=":
-            tests.append(lambda labels, k=key, v=value: labels.get(k) != v)
-        else:
-            values = {v.strip() for v in value.strip("()").split(",") if v.strip()}
-            if op == "in":
-                tests.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
-            else:
-                tests.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
-    return lambda labels: all(test(labels) for test in tests)
+        op = (match["op"] or "").strip() or ("!exists" if match["neg"] else "exists")
+        raw = match["value"] or ""
+        values = frozenset(v.strip() for v in raw.strip("()").split(",") if v.strip())
+        if op in ("=", "==", "!="):
+            values = frozenset({raw})
+        requirements.append((op, match["key"], values))
+    return lambda labels: all(_label_test(*req, labels) for req in requirements)
 
 
 _FIELDS: dict[str, Callable[[Obj], str]] = {
@@ -100,7 +100,7 @@ _FIELDS: dict[str, Callable[[Obj], str]] = {
 def field_matcher(selector: str | None, rtype: ResourceType) -> Callable[[Obj], bool]:
     if not selector:
         return lambda obj: True
-    tests: list[Callable[[Obj], bool]] = []
+    tests: list[tuple[Callable[[Obj], str], bool, str]] = []
     for part in _split_selector(selector):
         match = re.match(r"^\s*([A-Za-z0-9_.]+)\s*(==|!=|=)\s*(.*?)\s*$", part)
         if not match:
@@ -109,11 +109,8 @@ def field_matcher(selector: str | None, rtype: ResourceType) -> Callable[[Obj], 
         getter = _FIELDS.get(name)
         if getter is None or (name == "type" and rtype.kind != "Secret"):
             raise status.bad_request(f"field label not supported: {name}")
-        if op == "!=":
-            tests.append(lambda o, g=getter, v=value: g(o) != v)
-        else:
-            tests.append(lambda o, g=getter, v=value: g(o) == v)
-    return lambda obj: all(test(obj) for test in tests)
+        tests.append((getter, op == "!=", value))
+    return lambda obj: all((get(obj) == value) != negated for get, negated, value in tests)
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -178,7 +175,7 @@ class Store:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
-    ) -> tuple[list[Obj], int]:
+    ) -> tuple[builtins.list[Obj], int]:
         labels_ok = label_matcher(label_selector)
         fields_ok = field_matcher(field_selector, rtype)
         with self._changed:
@@ -192,7 +189,7 @@ class Store:
             ]
             return items, self._rv
 
-    def all_objects(self) -> list[tuple[str, Obj]]:
+    def all_objects(self) -> builtins.list[tuple[str, Obj]]:
         """Every stored object with its type key: for garbage collection and test snapshots."""
         with self._changed:
             return [(key, copy.deepcopy(obj)) for (key, _, _), obj in self._objects.items()]
@@ -336,16 +333,30 @@ class Store:
         """Events after resourceVersion `since`, until `timeout` seconds pass.
 
         410 Expired when `since` is older than the kept history, as etcd compaction makes it.
+        The 410 and selector errors are raised here, at once, not at the first event: a caller
+        sends its 200 headers before any event exists.
         """
         labels_ok = label_matcher(label_selector)
         fields_ok = field_matcher(field_selector, rtype)
-        deadline = time.monotonic() + timeout
-        position = since
         with self._changed:
             if self._events and since < self._events[0].resource_version - 1:
                 raise status.gone(
                     f"too old resource version: {since} ({self._events[0].resource_version - 1})"
                 )
+        return self._follow(rtype, namespace, since, labels_ok, fields_ok, timeout, stopped)
+
+    def _follow(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        since: int,
+        labels_ok: Callable[[dict[str, str]], bool],
+        fields_ok: Callable[[Obj], bool],
+        timeout: float,
+        stopped: Callable[[], bool],
+    ) -> Iterator[Event]:
+        deadline = time.monotonic() + timeout
+        position = since
         while not stopped():
             with self._changed:
                 pending = [e for e in self._events if e.resource_version > position]

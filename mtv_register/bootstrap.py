@@ -1,0 +1,410 @@
+"""On one cluster being registered: the seed's steps 1-7, idempotent, with drift repaired.
+
+ClusterRole (the seed's rules), namespace, ServiceAccount, ClusterRoleBinding named after it,
+and the long-lived token Secret; then the wait until the token controller fills it. Every step
+reads first and writes only what differs, so a second run makes no mutating request.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import tenacity
+
+from mtv_register import errors, manifests
+from mtv_register.kube import (
+    CLUSTER_ROLE,
+    CLUSTER_ROLE_BINDING,
+    NAMESPACE,
+    SECRET,
+    SERVICE_ACCOUNT,
+    AlreadyExists,
+    Conflict,
+    Kind,
+    Kube,
+    Transient,
+)
+from mtv_register.redaction import remember
+
+Obj = dict[str, Any]
+DEFAULT_TOKEN_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object the run looked at, and what it did to it."""
+
+    context: str
+    kind: str
+    name: str
+    namespace: str
+    action: str  # created, updated, replaced, unchanged, deleted, kept, would create, ...
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind} {where}{self.name} {self.action} on {self.context}"
+
+
+Report = Callable[[Change], None]
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """What to create on a cluster being registered; names default to the documented ones."""
+
+    service_account: str = manifests.DEFAULT_SERVICE_ACCOUNT
+    namespace: str = manifests.DEFAULT_SERVICE_ACCOUNT_NAMESPACE
+    role_name: str = manifests.DEFAULT_ROLE_NAME
+    existing_role: bool = False  # --cluster-role: bind a role that exists, create none
+
+    @property
+    def token_secret(self) -> str:
+        return manifests.token_secret_name(self.service_account)
+
+    def manifests(self) -> list[Obj]:
+        objects = [] if self.existing_role else [manifests.cluster_role(self.role_name)]
+        return [
+            *objects,
+            manifests.namespace(self.namespace),
+            manifests.service_account(self.service_account, self.namespace),
+            manifests.cluster_role_binding(self.service_account, self.namespace, self.role_name),
+            manifests.token_secret(self.service_account, self.namespace),
+        ]
+
+
+@dataclass
+class IssuedToken:
+    """A filled token Secret; `token` never appears in repr, logs or output."""
+
+    secret_name: str
+    namespace: str
+    service_account: str
+    created: str
+    token: str = field(repr=False)
+
+
+def _managed(obj: Obj) -> bool:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    return labels.get(manifests.MANAGED_BY_LABEL) == manifests.MANAGED_BY
+
+
+def ensure(
+    kube: Kube,
+    kind: Kind,
+    desired: Obj,
+    report: Report,
+    *,
+    same: Callable[[Obj, Obj], bool],
+    merge: Callable[[Obj, Obj], Obj] | None = None,
+) -> Obj:
+    """Create `desired`, or bring the existing object to it; report what was done."""
+    meta = desired["metadata"]
+    name, namespace = meta["name"], meta.get("namespace")
+    for attempt in range(5):
+        existing = kube.get(kind, name, namespace)
+        if existing is None:
+            try:
+                created = kube.create(kind, desired)
+            except AlreadyExists:
+                continue  # someone else created it meanwhile: compare with theirs
+            report(Change(kube.context, kind.kind, name, namespace or "", "created"))
+            return created
+        if same(existing, desired) or merge is None:
+            report(Change(kube.context, kind.kind, name, namespace or "", "unchanged"))
+            return existing
+        try:
+            updated = kube.replace(kind, merge(existing, desired))
+        except Conflict:
+            if attempt == 4:
+                raise
+            continue
+        report(Change(kube.context, kind.kind, name, namespace or "", "updated"))
+        return updated
+    raise errors.ConflictError(
+        f'{kind.kind} "{name}" keeps changing on {kube.context}',
+        fix="stop the other writer, then re-run",
+    )
+
+
+def _labels_kept(existing: Obj, desired: Obj) -> Obj:
+    merged = dict(existing)
+    meta = dict(existing["metadata"])
+    meta["labels"] = {**(meta.get("labels") or {}), **(desired["metadata"].get("labels") or {})}
+    merged["metadata"] = meta
+    return merged
+
+
+def _role_same(existing: Obj, desired: Obj) -> bool:
+    return existing.get("rules") == desired["rules"]
+
+
+def _role_merge(existing: Obj, desired: Obj) -> Obj:
+    merged = _labels_kept(existing, desired)
+    merged["rules"] = desired["rules"]
+    merged.pop("aggregationRule", None)
+    return merged
+
+
+def _binding_same(existing: Obj, desired: Obj) -> bool:
+    return existing.get("roleRef") == desired["roleRef"] and (
+        existing.get("subjects") == desired["subjects"]
+    )
+
+
+def _binding_merge(existing: Obj, desired: Obj) -> Obj:
+    merged = _labels_kept(existing, desired)
+    merged["subjects"] = desired["subjects"]
+    return merged
+
+
+def _token_secret_same(existing: Obj, desired: Obj) -> bool:
+    annotations = existing["metadata"].get("annotations") or {}
+    return (
+        existing.get("type") == desired["type"]
+        and annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION)
+        == desired["metadata"]["annotations"][manifests.SERVICE_ACCOUNT_NAME_ANNOTATION]
+    )
+
+
+def bootstrap(
+    kube: Kube, spec: RemoteSpec, report: Report, *, timeout: float = DEFAULT_TOKEN_TIMEOUT
+) -> IssuedToken:
+    """Ensure every object of `spec` on the cluster and return its filled token."""
+    deadline = time.monotonic() + timeout
+    if spec.existing_role:
+        if kube.get(CLUSTER_ROLE, spec.role_name) is None:
+            raise errors.PreflightError(
+                f'ClusterRole "{spec.role_name}" does not exist on {kube.context}',
+                fix="create it first, or drop --cluster-role to use the seed's role",
+            )
+    else:
+        ensure(
+            kube,
+            CLUSTER_ROLE,
+            manifests.cluster_role(spec.role_name),
+            report,
+            same=_role_same,
+            merge=_role_merge,
+        )
+    ensure(kube, NAMESPACE, manifests.namespace(spec.namespace), report, same=lambda e, d: True)
+    ensure(
+        kube,
+        SERVICE_ACCOUNT,
+        manifests.service_account(spec.service_account, spec.namespace),
+        report,
+        same=lambda e, d: True,
+    )
+    _ensure_binding(kube, spec, report)
+    secret = ensure(
+        kube,
+        SECRET,
+        manifests.token_secret(spec.service_account, spec.namespace),
+        report,
+        same=_token_secret_same,
+    )
+    if not _token_secret_same(secret, manifests.token_secret(spec.service_account, spec.namespace)):
+        raise errors.PreflightError(
+            f'Secret "{spec.namespace}/{spec.token_secret}" on {kube.context} exists but is not '
+            f'a token Secret of serviceaccount "{spec.service_account}"',
+            fix="delete it or choose another --service-account",
+        )
+    return wait_for_token(kube, secret, max(0.0, deadline - time.monotonic()))
+
+
+def _ensure_binding(kube: Kube, spec: RemoteSpec, report: Report) -> None:
+    desired = manifests.cluster_role_binding(spec.service_account, spec.namespace, spec.role_name)
+    existing = kube.get(CLUSTER_ROLE_BINDING, spec.service_account)
+    if existing is not None and existing.get("roleRef") != desired["roleRef"]:
+        # roleRef is immutable: the binding is replaced, as `kubectl auth reconcile` does.
+        kube.delete(CLUSTER_ROLE_BINDING, spec.service_account, uid=existing["metadata"]["uid"])
+        kube.create(CLUSTER_ROLE_BINDING, desired)
+        report(Change(kube.context, "ClusterRoleBinding", spec.service_account, "", "replaced"))
+        return
+    ensure(kube, CLUSTER_ROLE_BINDING, desired, report, same=_binding_same, merge=_binding_merge)
+
+
+class _TokenPending(Exception):
+    pass
+
+
+def _token_of(secret: Obj) -> str:
+    raw = (secret.get("data") or {}).get("token", "")
+    return remember(base64.b64decode(raw).decode()) if raw else ""
+
+
+def wait_for_token(kube: Kube, secret: Obj, timeout: float) -> IssuedToken:
+    """Wait until the token controller fills `secret`: a watch, re-opened by tenacity when it
+    ends or breaks, under one deadline."""
+    meta = secret["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    state = {"secret": secret}
+
+    def filled(obj: Obj) -> IssuedToken | None:
+        token = _token_of(obj)
+        if not token:
+            return None
+        annotations = obj["metadata"].get("annotations") or {}
+        return IssuedToken(
+            name,
+            namespace,
+            annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION, ""),
+            obj["metadata"].get("creationTimestamp", ""),
+            token,
+        )
+
+    def attempt() -> IssuedToken:
+        current = state["secret"]
+        found = filled(current)
+        if found:
+            return found
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _TokenPending()
+        for event in _events(kube, namespace, name, current, remaining):
+            found = filled(event)
+            if found:
+                return found
+        raise _TokenPending()
+
+    deadline = time.monotonic() + timeout
+    try:
+        for retry in tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((_TokenPending, Transient)),
+            stop=tenacity.stop_after_delay(timeout),
+            wait=tenacity.wait_fixed(0.05),
+            reraise=False,
+        ):
+            with retry:
+                return attempt()
+    except tenacity.RetryError:
+        pass
+    raise errors.WaitTimeout(
+        f'the token Secret "{name}" in namespace "{namespace}" on {kube.context} was not filled '
+        f"within {timeout:g}s",
+        fix="check that the cluster's token controller (kube-controller-manager) is running, "
+        "or raise --timeout",
+    )
+
+
+def _events(kube: Kube, namespace: str, name: str, current: Obj, remaining: float) -> Iterator[Obj]:
+    for event in kube.watch(
+        SECRET,
+        namespace,
+        name=name,
+        resource_version=current["metadata"]["resourceVersion"],
+        timeout=remaining,
+    ):
+        kind = event.get("type")
+        obj = event.get("object") or {}
+        if kind == "ERROR":
+            # 410 Expired and friends: start again from a fresh read.
+            fresh = kube.get(SECRET, name, namespace)
+            if fresh is None:
+                break
+            current.clear()
+            current.update(fresh)
+            yield fresh
+            return
+        if kind == "DELETED":
+            raise errors.PreflightError(
+                f'the token Secret "{namespace}/{name}" on {kube.context} was deleted while '
+                "waiting for its token (did the token controller find no ServiceAccount?)",
+                fix="re-run; if it repeats, check the ServiceAccount exists",
+            )
+        current.clear()
+        current.update(obj)
+        yield obj
+
+
+def teardown(kube: Kube, spec: RemoteSpec, report: Report) -> None:
+    """Remove what `bootstrap` created, and only what carries the managed-by label."""
+    selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
+    secrets = kube.list(SECRET, spec.namespace, label_selector=selector).get("items", [])
+    for secret in secrets:
+        annotations = secret["metadata"].get("annotations") or {}
+        if annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION) == spec.service_account:
+            _delete(kube, SECRET, secret, report)
+    for kind, name, namespace in (
+        (CLUSTER_ROLE_BINDING, spec.service_account, None),
+        (SERVICE_ACCOUNT, spec.service_account, spec.namespace),
+    ):
+        obj = kube.get(kind, name, namespace)
+        if obj is not None:
+            _delete(kube, kind, obj, report)
+    if not spec.existing_role:
+        _delete_role_if_unbound(kube, spec.role_name, report)
+    _delete_namespace_if_empty(kube, spec.namespace, report)
+
+
+def _delete(kube: Kube, kind: Kind, obj: Obj, report: Report) -> None:
+    meta = obj["metadata"]
+    if not _managed(obj):
+        report(
+            Change(
+                kube.context,
+                kind.kind,
+                meta["name"],
+                meta.get("namespace", ""),
+                "kept (not managed by mtv-register)",
+            )
+        )
+        return
+    if kube.delete(kind, meta["name"], meta.get("namespace"), uid=meta["uid"]):
+        report(Change(kube.context, kind.kind, meta["name"], meta.get("namespace", ""), "deleted"))
+
+
+def _delete_role_if_unbound(kube: Kube, role_name: str, report: Report) -> None:
+    from mtv_register.kube import ROLE_BINDING
+
+    role = kube.get(CLUSTER_ROLE, role_name)
+    if role is None:
+        return
+    bindings = kube.list(CLUSTER_ROLE_BINDING).get("items", []) + kube.list(ROLE_BINDING).get(
+        "items", []
+    )
+    users = [
+        b["metadata"]["name"]
+        for b in bindings
+        if (b.get("roleRef") or {}).get("kind") == "ClusterRole"
+        and b["roleRef"].get("name") == role_name
+    ]
+    if users:
+        report(
+            Change(
+                kube.context,
+                "ClusterRole",
+                role_name,
+                "",
+                f"kept (still bound by {', '.join(sorted(users))})",
+            )
+        )
+        return
+    _delete(kube, CLUSTER_ROLE, role, report)
+
+
+def _delete_namespace_if_empty(kube: Kube, name: str, report: Report) -> None:
+    from mtv_register.kube import CONFIG_MAP
+
+    namespace = kube.get(NAMESPACE, name)
+    if namespace is None or not _managed(namespace):
+        return
+    leftovers = [
+        f"{kind.plural}/{item['metadata']['name']}"
+        for kind, defaults in (
+            (SERVICE_ACCOUNT, {"default"}),
+            (SECRET, set()),
+            (CONFIG_MAP, {"kube-root-ca.crt"}),
+        )
+        for item in kube.list(kind, name).get("items", [])
+        if item["metadata"]["name"] not in defaults
+    ]
+    if leftovers:
+        report(
+            Change(kube.context, "Namespace", name, "", f"kept (holds {', '.join(leftovers[:3])})")
+        )
+        return
+    _delete(kube, NAMESPACE, namespace, report)

@@ -1,0 +1,237 @@
+"""Kubeconfig contexts to API clients; a cluster's API URL and CA; the TLS proof.
+
+One credential order, written down once: `--kubeconfig`, then `$KUBECONFIG` (first file of the
+list), then `~/.kube/config`; `--in-cluster` uses the pod's service account instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from cryptography import x509
+
+from mtv_register import errors
+from mtv_register.kube import CONFIG_MAP, INFRASTRUCTURE, Kube, RetryPolicy
+
+CA_SOURCES = ("root", "kubeconfig", "system")  # plus "file:PATH"
+URL_SOURCES = ("kubeconfig", "infrastructure")
+
+
+@dataclass(frozen=True)
+class Kubeconfig:
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def contexts(self) -> list[str]:
+        return [c["name"] for c in self.data.get("contexts") or [] if c.get("name")]
+
+    def _entry(self, section: str, name: str) -> dict[str, Any]:
+        for entry in self.data.get(section) or []:
+            if entry.get("name") == name:
+                return dict(entry.get(section[:-1]) or {})
+        return {}
+
+    def cluster_of(self, context: str) -> dict[str, Any]:
+        return self._entry("clusters", self._entry("contexts", context).get("cluster", ""))
+
+
+def kubeconfig_path(explicit: str | Path | None) -> Path:
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("KUBECONFIG", "")
+    first = next((p for p in env.split(os.pathsep) if p), "")
+    return Path(first).expanduser() if first else Path.home() / ".kube" / "config"
+
+
+def load_kubeconfig(explicit: str | Path | None = None) -> Kubeconfig:
+    path = kubeconfig_path(explicit)
+    if not path.is_file():
+        raise errors.KubeconfigError(
+            f"kubeconfig {path} does not exist", fix="pass --kubeconfig PATH or set KUBECONFIG"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise errors.KubeconfigError(
+            f"kubeconfig {path} is not valid YAML{where}",
+            fix="repair the file or pass another with --kubeconfig",
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("contexts"), list):
+        raise errors.KubeconfigError(
+            f"kubeconfig {path} has no contexts",
+            fix="pass a kubeconfig with contexts via --kubeconfig",
+        )
+    return Kubeconfig(path, data)
+
+
+def connect(kubeconfig: Kubeconfig, context: str, *, retry: RetryPolicy | None = None) -> Kube:
+    """An API client for a context; no request is made yet."""
+    from kubernetes import config as k8s_config
+
+    if context not in kubeconfig.contexts:
+        known = ", ".join(kubeconfig.contexts) or "none"
+        raise errors.KubeconfigError(
+            f'context "{context}" is not in {kubeconfig.path}', fix=f"use one of: {known}"
+        )
+    try:
+        api_client = k8s_config.new_client_from_config_dict(kubeconfig.data, context=context)
+    except (k8s_config.ConfigException, ValueError, KeyError, TypeError) as err:
+        raise errors.KubeconfigError(
+            f'context "{context}" in {kubeconfig.path} cannot be used: {err}',
+            fix="repair that context (cluster, user and credentials)",
+        ) from None
+    url = str(kubeconfig.cluster_of(context).get("server", ""))
+    return Kube(api_client, context=context, url=url, retry=retry)
+
+
+def in_cluster(*, retry: RetryPolicy | None = None) -> Kube:
+    """The pod's own service account (the scheduled rotation's CronJob)."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    try:
+        k8s_config.load_incluster_config()
+    except k8s_config.ConfigException as err:
+        raise errors.KubeconfigError(
+            f"not running in a pod: {err}", fix="drop --in-cluster and pass --host CONTEXT"
+        ) from None
+    configuration = k8s.Configuration.get_default_copy()
+    return Kube(
+        k8s.ApiClient(configuration), context="in-cluster", url=configuration.host, retry=retry
+    )
+
+
+# -- URL and CA --------------------------------------------------------------------------------
+
+
+def kubeconfig_ca(kubeconfig: Kubeconfig, context: str) -> str | None:
+    cluster = kubeconfig.cluster_of(context)
+    if cluster.get("certificate-authority-data"):
+        return base64.b64decode(cluster["certificate-authority-data"]).decode()
+    if cluster.get("certificate-authority"):
+        ca_path = Path(cluster["certificate-authority"]).expanduser()
+        if not ca_path.is_absolute():
+            ca_path = kubeconfig.path.parent / ca_path
+        return read_pem(ca_path)
+    return None
+
+
+def read_pem(path: Path) -> str:
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise errors.UsageError(
+            f"CA file {path} cannot be read: {err.strerror}",
+            fix="pass a readable PEM file with --ca-source file:PATH",
+        ) from None
+    check_pem(text, str(path))
+    return text
+
+
+def check_pem(text: str, origin: str) -> list[x509.Certificate]:
+    try:
+        certificates = x509.load_pem_x509_certificates(text.encode())
+    except ValueError:
+        raise errors.UsageError(
+            f"the CA from {origin} is not a PEM certificate",
+            fix="give a PEM file (-----BEGIN CERTIFICATE-----)",
+        ) from None
+    return certificates
+
+
+def ca_expiry(pem: str) -> dt.datetime:
+    """The earliest notAfter in a bundle."""
+    return min(cert.not_valid_after_utc for cert in check_pem(pem, "the bundle"))
+
+
+def check_not_expired(pem: str, origin: str) -> None:
+    now = dt.datetime.now(dt.UTC)
+    for cert in check_pem(pem, origin):
+        if cert.not_valid_after_utc <= now:
+            raise errors.TlsError(
+                f"the CA from {origin} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
+                fix="renew the cluster CA or pass a current one with --ca-source file:PATH",
+            )
+
+
+def root_ca(kube: Kube) -> str:
+    """The cluster's root CA, as the seed reads it: `kube-root-ca.crt`, key `ca.crt`."""
+    config_map = kube.get(CONFIG_MAP, "kube-root-ca.crt", "default")
+    pem = ((config_map or {}).get("data") or {}).get("ca.crt", "")
+    if not pem:
+        raise errors.PreflightError(
+            f"context {kube.context} has no kube-root-ca.crt ConfigMap in namespace default",
+            fix="use --ca-source kubeconfig or --ca-source file:PATH",
+        )
+    return str(pem)
+
+
+def infrastructure_url(kube: Kube) -> str:
+    infrastructure = kube.get(INFRASTRUCTURE, "cluster")
+    url = ((infrastructure or {}).get("status") or {}).get("apiServerURL", "")
+    if not url:
+        raise errors.PreflightError(
+            f"context {kube.context} has no infrastructures.config.openshift.io/cluster "
+            "apiServerURL (not OpenShift?)",
+            fix="use --url-source kubeconfig or pass the URL with --source-url/--destination-url",
+        )
+    return str(url)
+
+
+def prove_tls(
+    url: str, ca_pem: str | None, *, insecure: bool, origin: str, timeout: float = 10.0
+) -> None:
+    """A TLS handshake to `url` trusting only `ca_pem` (or the system store when None)."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise errors.UsageError(
+            f'API URL "{url}" is not an https:// URL',
+            fix="pass the API server URL, e.g. https://api.example:6443",
+        )
+    if insecure:
+        return
+    context = (
+        ssl.create_default_context(cadata=ca_pem) if ca_pem else (ssl.create_default_context())
+    )
+    try:
+        address = (parts.hostname, parts.port or 443)
+        with (
+            socket.create_connection(address, timeout=timeout) as sock,
+            context.wrap_socket(sock, server_hostname=parts.hostname),
+        ):
+            pass
+    except ssl.SSLCertVerificationError as err:
+        raise errors.TlsError(
+            f"the CA from {origin} does not verify {url}: {err.verify_message}",
+            fix=_tls_fix(origin),
+        ) from None
+    except ssl.SSLError as err:
+        raise errors.TlsError(
+            f"TLS handshake with {url} failed: {err.reason}", fix="check the URL and the CA"
+        ) from None
+    except OSError as err:
+        raise errors.UnreachableError(
+            f"cannot reach {url}: {err.strerror or err}",
+            fix="check the URL and that the cluster is up",
+        ) from None
+
+
+def _tls_fix(origin: str) -> str:
+    if origin.startswith("kube-root-ca.crt"):
+        return (
+            "the API serves a certificate not signed by the cluster's root CA (a custom "
+            "named certificate?): use --ca-source kubeconfig or --ca-source file:PATH"
+        )
+    return "pass the CA that signs the API certificate with --ca-source file:PATH"

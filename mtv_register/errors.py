@@ -1,0 +1,97 @@
+"""The errors mtv-register reports, and the exit code of each.
+
+    MtvRegisterError                 1  anything else the tool could not do
+    ├── UsageError                   2  a flag or input that cannot work (also Typer's own)
+    ├── KubeconfigError              3  kubeconfig missing or malformed, unknown context
+    ├── UnreachableError             4  the API server cannot be reached
+    ├── TlsError                     5  the CA does not verify the server, or has expired
+    ├── PreflightError               6  the cluster is not ready for this (Forklift missing, ...)
+    ├── PermissionDenied             7  the user may not do what is needed (403)
+    ├── AuthenticationFailed         8  the credentials were refused (401)
+    ├── WaitTimeout                  9  something awaited did not happen before the deadline
+    ├── ProviderNotReady            10  Forklift tested the Provider and reported a failure
+    ├── ConflictError               11  another writer changed the same object meanwhile
+    └── PartialFailure              12  some pairs of a fleet failed, the others held
+
+Every error carries the cause and the fix, rendered on one line; none ever carries a token.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class MtvRegisterError(Exception):
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, cause: str, *, fix: str = "") -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.fix = fix
+
+    def line(self) -> str:
+        """The one line the CLI prints."""
+        return f"{self.cause}: {self.fix}" if self.fix else self.cause
+
+
+class UsageError(MtvRegisterError):
+    exit_code = 2
+
+
+class KubeconfigError(MtvRegisterError):
+    exit_code = 3
+
+
+class UnreachableError(MtvRegisterError):
+    exit_code = 4
+
+
+class TlsError(MtvRegisterError):
+    exit_code = 5
+
+
+class PreflightError(MtvRegisterError):
+    exit_code = 6
+
+
+class PermissionDenied(MtvRegisterError):
+    exit_code = 7
+
+
+class AuthenticationFailed(MtvRegisterError):
+    exit_code = 8
+
+
+class WaitTimeout(MtvRegisterError):
+    exit_code = 9
+
+
+class ProviderNotReady(MtvRegisterError):
+    exit_code = 10
+
+
+class ConflictError(MtvRegisterError):
+    exit_code = 11
+
+
+class PartialFailure(MtvRegisterError):
+    exit_code = 12
+
+
+EXIT_CODES: dict[str, int] = {
+    cls.__name__: cls.exit_code
+    for cls in (
+        MtvRegisterError,
+        UsageError,
+        KubeconfigError,
+        UnreachableError,
+        TlsError,
+        PreflightError,
+        PermissionDenied,
+        AuthenticationFailed,
+        WaitTimeout,
+        ProviderNotReady,
+        ConflictError,
+        PartialFailure,
+    )
+}

@@ -1,0 +1,353 @@
+"""On the MTV host: the provider Secret and the Forklift Provider, and waiting for Forklift.
+
+Order as Forklift's own tools use it: the Secret, the Provider, then the Secret's ownerReference
+to the Provider, so deleting the Provider removes the Secret.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mtv_register import errors, manifests
+from mtv_register.bootstrap import Change, Report
+from mtv_register.kube import NAMESPACE, PROVIDER, SECRET, Conflict, Kube, NotFound, Transient
+from mtv_register.redaction import remember
+
+Obj = dict[str, Any]
+URL_ANNOTATION = "mtv-register.konveyor.io/url"
+TOKEN_CREATED_ANNOTATION = "mtv-register.konveyor.io/token-created"
+FAILURE_CONDITIONS = (
+    "ConnectionAuthFailed",
+    "ConnectionTestFailed",
+    "UrlNotValid",
+    "SecretNotValid",
+    "TypeNotSupported",
+)
+# After a changed Secret, how long to wait for Forklift's re-test to show before trusting status.
+RETEST_GRACE_SECONDS = 2.0
+
+
+@dataclass
+class ProviderCredentials:
+    url: str
+    token: str = field(repr=False)
+    ca_pem: str | None = field(repr=False)
+    insecure: bool
+    token_secret_ref: str  # "<namespace>/<name>" on the registered cluster
+    token_created: str
+
+
+def secret_name_for(provider_name: str) -> str:
+    """The provider Secret's deterministic name."""
+    return f"{provider_name}-credentials"
+
+
+def find_mtv_namespace(kube: Kube, explicit: str | None) -> str:
+    candidates = (explicit,) if explicit else manifests.MTV_NAMESPACES
+    for name in candidates:
+        if name and kube.get(NAMESPACE, name) is not None:
+            return name
+    if explicit:
+        raise errors.PreflightError(
+            f'namespace "{explicit}" does not exist on {kube.context}',
+            fix="pass the namespace MTV is installed in with --mtv-namespace",
+        )
+    raise errors.PreflightError(
+        f"MTV is not installed on {kube.context}: neither namespace "
+        f"{' nor '.join(manifests.MTV_NAMESPACES)} exists",
+        fix="install MTV (or Forklift) on the host, or pass --host / --mtv-namespace",
+    )
+
+
+def list_providers(kube: Kube, namespace: str) -> dict[str, Obj]:
+    """Every Provider in the MTV namespace; also the proof that Forklift's API is served."""
+    try:
+        items = kube.list(PROVIDER, namespace).get("items", [])
+    except NotFound:
+        raise errors.PreflightError(
+            f"Forklift is not installed on {kube.context}: the API providers."
+            f"{manifests.FORKLIFT_API_VERSION} is not served",
+            fix="install the MTV operator (or Forklift) on the host, or pass the right --host",
+        ) from None
+    return {p["metadata"]["name"]: p for p in items}
+
+
+def is_managed(obj: Obj) -> bool:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    return labels.get(manifests.MANAGED_BY_LABEL) == manifests.MANAGED_BY
+
+
+def check_name_free(existing: Obj | None, name: str, url: str, context: str) -> None:
+    """A Provider name may be reused only by the registration that made it, for its URL."""
+    if existing is None:
+        return
+    if not is_managed(existing):
+        raise errors.PreflightError(
+            f'Provider "{name}" already exists on {context} and was not created by mtv-register',
+            fix="choose another name with --source-name/--destination-name",
+        )
+    registered = (existing["metadata"].get("annotations") or {}).get(URL_ANNOTATION, "")
+    if registered and registered != url:
+        raise errors.PreflightError(
+            f'Provider "{name}" on {context} already registers {registered}, not {url}',
+            fix="choose another name with --source-name/--destination-name, or unregister it",
+        )
+
+
+def desired_secret(
+    name: str, namespace: str, creds: ProviderCredentials, *, legacy_cacert: bool
+) -> Obj:
+    secret = manifests.provider_secret(
+        secret_name_for(name),
+        namespace,
+        url=creds.url,
+        token=creds.token,
+        ca_cert=creds.ca_pem,
+        insecure_skip_verify=creds.insecure,
+        legacy_cacert=legacy_cacert,
+        token_secret_ref=creds.token_secret_ref,
+    )
+    secret["metadata"].setdefault("annotations", {})[TOKEN_CREATED_ANNOTATION] = creds.token_created
+    return secret
+
+
+def desired_provider(name: str, namespace: str, url: str) -> Obj:
+    provider = manifests.provider(
+        name, namespace, url=url, secret_name=secret_name_for(name), secret_namespace=namespace
+    )
+    provider["metadata"]["annotations"] = {URL_ANNOTATION: url}
+    return provider
+
+
+def ensure_provider(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    creds: ProviderCredentials,
+    existing_provider: Obj | None,
+    report: Report,
+    *,
+    legacy_cacert: bool = True,
+) -> tuple[Obj, bool]:
+    """The provider Secret and Provider as desired; (provider, secret_changed)."""
+    remember(creds.token)
+    secret = desired_secret(name, namespace, creds, legacy_cacert=legacy_cacert)
+    secret_changed = _ensure_secret(kube, secret, report)
+    provider = _ensure_provider_object(
+        kube, desired_provider(name, namespace, creds.url), existing_provider, report
+    )
+    _ensure_owner(kube, secret, provider, report)
+    return provider, secret_changed
+
+
+def _ensure_secret(kube: Kube, desired: Obj, report: Report) -> bool:
+    meta = desired["metadata"]
+    for _ in range(5):
+        existing = kube.get(SECRET, meta["name"], meta["namespace"])
+        if existing is None:
+            kube.create(SECRET, desired)
+            report(Change(kube.context, "Secret", meta["name"], meta["namespace"], "created"))
+            return True
+        if not is_managed(existing):
+            raise errors.PreflightError(
+                f'Secret "{meta["namespace"]}/{meta["name"]}" exists on {kube.context} and was '
+                "not created by mtv-register",
+                fix="delete it, or choose another provider name",
+            )
+        same_labels = all(
+            (existing["metadata"].get("labels") or {}).get(k) == v
+            for k, v in meta["labels"].items()
+        )
+        same_annotations = all(
+            (existing["metadata"].get("annotations") or {}).get(k) == v
+            for k, v in meta["annotations"].items()
+        )
+        if existing.get("data") == desired["data"] and same_labels and same_annotations:
+            report(Change(kube.context, "Secret", meta["name"], meta["namespace"], "unchanged"))
+            return False
+        updated = dict(existing)
+        updated["data"] = desired["data"]
+        updated["metadata"] = {
+            **existing["metadata"],
+            "labels": {**(existing["metadata"].get("labels") or {}), **meta["labels"]},
+            "annotations": {
+                **(existing["metadata"].get("annotations") or {}),
+                **meta["annotations"],
+            },
+        }
+        try:
+            kube.replace(SECRET, updated)  # guarded by the resourceVersion just read
+        except Conflict:
+            continue
+        report(Change(kube.context, "Secret", meta["name"], meta["namespace"], "updated"))
+        return True
+    raise errors.ConflictError(
+        f'Secret "{meta["name"]}" keeps changing on {kube.context}',
+        fix="stop the other writer, then re-run",
+    )
+
+
+def _ensure_provider_object(kube: Kube, desired: Obj, existing: Obj | None, report: Report) -> Obj:
+    meta = desired["metadata"]
+    if existing is None:
+        created = kube.create(PROVIDER, desired)
+        report(Change(kube.context, "Provider", meta["name"], meta["namespace"], "created"))
+        return created
+    spec = existing.get("spec") or {}
+    wanted = desired["spec"]
+    if all(spec.get(k) == wanted[k] for k in ("type", "url", "secret")) and (
+        (existing["metadata"].get("annotations") or {}).get(URL_ANNOTATION) == wanted["url"]
+    ):
+        report(Change(kube.context, "Provider", meta["name"], meta["namespace"], "unchanged"))
+        return existing
+    patch = {
+        "metadata": {
+            "annotations": meta["annotations"],
+            "labels": meta["labels"],
+            "resourceVersion": existing["metadata"]["resourceVersion"],
+        },
+        "spec": {k: wanted[k] for k in ("type", "url", "secret")},
+    }
+    updated = kube.patch(PROVIDER, meta["name"], patch, meta["namespace"])
+    report(Change(kube.context, "Provider", meta["name"], meta["namespace"], "updated"))
+    return updated
+
+
+def _ensure_owner(kube: Kube, secret: Obj, provider: Obj, report: Report) -> None:
+    meta = secret["metadata"]
+    current = kube.get(SECRET, meta["name"], meta["namespace"])
+    if current is None:
+        return
+    owners = current["metadata"].get("ownerReferences") or []
+    uid = provider["metadata"]["uid"]
+    if any(ref.get("uid") == uid for ref in owners):
+        return
+    kept = [ref for ref in owners if ref.get("kind") != "Provider"]
+    patch = {
+        "metadata": {
+            "ownerReferences": [*kept, manifests.owner_reference(provider)],
+            "resourceVersion": current["metadata"]["resourceVersion"],
+        }
+    }
+    kube.patch(SECRET, meta["name"], patch, meta["namespace"])
+    report(Change(kube.context, "Secret", meta["name"], meta["namespace"], "owned by its Provider"))
+
+
+# -- Forklift's verdict --------------------------------------------------------------------------
+
+
+def conditions(provider: Obj) -> dict[str, Obj]:
+    return {c.get("type", ""): c for c in (provider.get("status") or {}).get("conditions") or []}
+
+
+def verdict(provider: Obj) -> str | None:
+    """ "ready", "failed" or None (not tested yet for this generation)."""
+    status = provider.get("status") or {}
+    generation = provider["metadata"].get("generation", 1)
+    if status.get("observedGeneration", 0) < generation:
+        return None
+    found = conditions(provider)
+    if status.get("phase") == "Ready" and "Ready" in found:
+        return "ready"
+    if any(name in found for name in FAILURE_CONDITIONS):
+        return "failed"
+    return None
+
+
+def failure_message(provider: Obj) -> str:
+    found = conditions(provider)
+    for name in FAILURE_CONDITIONS:
+        if name in found:
+            return f"{name}: {found[name].get('message', '')}"
+    return f"phase {(provider.get('status') or {}).get('phase', 'unknown')}"
+
+
+def wait_ready(
+    kube: Kube, namespace: str, name: str, timeout: float, *, retested: bool = False
+) -> Obj:
+    """Until Forklift reports the Provider Ready; its failure condition ends the wait early.
+
+    `retested`: the Secret just changed, so a verdict seen before Forklift's re-test is trusted
+    only after a status change shows or a short grace period passes.
+    """
+    deadline = time.monotonic() + timeout
+    grace_until = time.monotonic() + RETEST_GRACE_SECONDS
+    trusted = not retested
+    provider = kube.get(PROVIDER, name, namespace)
+    while provider is not None:
+        trusted = trusted or time.monotonic() >= grace_until
+        state = verdict(provider) if trusted else None
+        if state == "failed":
+            raise errors.ProviderNotReady(
+                f'Forklift reports Provider "{namespace}/{name}" not ready: '
+                f"{failure_message(provider)}",
+                fix="fix the cause above (URL, CA, token or permissions on that cluster), "
+                "then re-run",
+            )
+        if state == "ready":
+            return provider
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise errors.WaitTimeout(
+                f'Provider "{namespace}/{name}" on {kube.context} was not Ready within '
+                f"{timeout:g}s (phase {(provider.get('status') or {}).get('phase', 'unknown')})",
+                fix="check the forklift-controller pod on the host, or raise --timeout",
+            )
+        window = remaining if trusted else max(0.05, min(remaining, grace_until - time.monotonic()))
+        event_type, changed = _next_change(kube, provider, window)
+        if event_type == "DELETED":
+            provider = None
+        elif changed is not None:
+            provider, trusted = changed, True  # a status written after ours: the re-test
+    raise errors.ProviderNotReady(
+        f'Provider "{namespace}/{name}" disappeared on {kube.context} while waiting for it',
+        fix="check who deleted it, then re-run",
+    )
+
+
+def _next_change(kube: Kube, provider: Obj, timeout: float) -> tuple[str, Obj | None]:
+    """The next event of `provider` within `timeout`: ("MODIFIED", obj), ("DELETED", None), or
+    ("", None) when nothing happened."""
+    meta = provider["metadata"]
+    try:
+        for event in kube.watch(
+            PROVIDER,
+            meta["namespace"],
+            name=meta["name"],
+            resource_version=meta["resourceVersion"],
+            timeout=timeout,
+        ):
+            kind = str(event.get("type", ""))
+            if kind in ("ADDED", "MODIFIED"):
+                return kind, event["object"]
+            if kind == "DELETED":
+                return kind, None
+            fresh = kube.get(PROVIDER, meta["name"], meta["namespace"])  # ERROR: re-read
+            return ("MODIFIED", fresh) if fresh is not None else ("DELETED", None)
+    except Transient:
+        pass
+    return "", None
+
+
+def delete_provider(kube: Kube, namespace: str, name: str, report: Report) -> None:
+    provider = kube.get(PROVIDER, name, namespace)
+    if provider is not None:
+        if not is_managed(provider):
+            report(
+                Change(
+                    kube.context, "Provider", name, namespace, "kept (not managed by mtv-register)"
+                )
+            )
+            return
+        kube.delete(PROVIDER, name, namespace, uid=provider["metadata"]["uid"])
+        report(Change(kube.context, "Provider", name, namespace, "deleted"))
+    secret = kube.get(SECRET, secret_name_for(name), namespace)
+    # The garbage collector would remove it too; removing it here makes the end state exact.
+    if (
+        secret is not None
+        and is_managed(secret)
+        and kube.delete(SECRET, secret_name_for(name), namespace, uid=secret["metadata"]["uid"])
+    ):
+        report(Change(kube.context, "Secret", secret_name_for(name), namespace, "deleted"))

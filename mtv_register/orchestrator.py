@@ -1,0 +1,491 @@
+"""A migration pair: connect, preflight everything, bootstrap both sides concurrently, then
+register on the MTV host and wait for Forklift. Also its reverse (unregister) and `status`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtv_register import clusters, errors, forklift, manifests
+from mtv_register.bootstrap import Change, IssuedToken, RemoteSpec, bootstrap, teardown
+from mtv_register.kube import NAMESPACE, Kube, RetryPolicy
+
+Obj = dict[str, Any]
+DEFAULT_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class PairOptions:
+    source: str
+    destination: str
+    host: str | None = None  # the MTV host context; default: the destination
+    kubeconfig: str | Path | None = None
+    mtv_namespace: str | None = None
+    source_name: str | None = None
+    destination_name: str | None = None
+    remote: RemoteSpec = field(default_factory=RemoteSpec)
+    ca_source: str = "root"  # root | kubeconfig | system | file:PATH
+    insecure_skip_tls_verify: bool = False
+    url_source: str = "kubeconfig"  # kubeconfig | infrastructure
+    source_url: str | None = None
+    destination_url: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    legacy_cacert: bool = True
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @property
+    def host_context(self) -> str:
+        return self.host or self.destination
+
+
+@dataclass
+class Side:
+    """One cluster of the pair, as the host will see it."""
+
+    role: str  # "source" or "destination"
+    context: str
+    provider: str
+    uses_host_provider: bool  # the destination is the MTV host: its local `host` provider
+    kube: Kube | None = None
+    url: str = ""
+    ca_pem: str | None = field(default=None, repr=False)
+    token: IssuedToken | None = None
+    secret_changed: bool = False  # the provider Secret was rewritten: Forklift re-tests it
+
+
+@dataclass
+class ProviderState:
+    name: str
+    role: str
+    context: str
+    url: str
+    phase: str
+    message: str = ""
+
+
+@dataclass
+class PairResult:
+    host: str
+    namespace: str
+    providers: list[ProviderState] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    manifests: list[tuple[str, Obj]] = field(default_factory=list)  # dry-run: (context, object)
+
+    @property
+    def mutated(self) -> bool:
+        return any(
+            c.action not in ("unchanged", "would create", "would update") for c in self.changes
+        )
+
+
+Progress = Callable[[str], None]
+
+
+def _validate(options: PairOptions) -> None:
+    if options.source == options.destination:
+        raise errors.UsageError(
+            f'the source and the destination are the same context ("{options.source}")',
+            fix="pass two different contexts with --source and --destination",
+        )
+    if options.timeout <= 0:
+        raise errors.UsageError(
+            f"--timeout must be more than 0s, not {options.timeout:g}s",
+            fix="pass a positive duration, e.g. --timeout 5m",
+        )
+    ca = options.ca_source
+    if ca not in clusters.CA_SOURCES and not ca.startswith("file:"):
+        raise errors.UsageError(
+            f'--ca-source "{ca}" is not known', fix="use root, kubeconfig, system or file:PATH"
+        )
+    if options.insecure_skip_tls_verify and options.ca_source != "root":
+        raise errors.UsageError(
+            "--insecure-skip-tls-verify cannot be used with --ca-source "
+            f"{ca}: Forklift never takes a CA together with skipping TLS "
+            "verification",
+            fix="drop one of the two",
+        )
+    if options.url_source not in clusters.URL_SOURCES:
+        raise errors.UsageError(
+            f'--url-source "{options.url_source}" is not known',
+            fix="use kubeconfig or infrastructure",
+        )
+    for flag, value in (
+        ("--source-name", options.source_name),
+        ("--destination-name", options.destination_name),
+        ("--service-account", options.remote.service_account),
+        ("--sa-namespace", options.remote.namespace),
+    ):
+        if value is not None and not manifests.is_dns1123_label(value):
+            raise errors.UsageError(
+                f'{flag} "{value}" is not a valid name',
+                fix="use lower-case letters, digits and '-', starting and ending with a letter "
+                "or digit, at most 63 characters",
+            )
+    if options.ca_source.startswith("file:"):
+        clusters.read_pem(Path(options.ca_source[5:]).expanduser())
+
+
+def sides_of(options: PairOptions) -> list[Side]:
+    host = options.host_context
+    return [
+        Side(
+            "source",
+            options.source,
+            options.source_name or manifests.provider_name(options.source),
+            False,
+        ),
+        Side(
+            "destination",
+            options.destination,
+            options.destination_name
+            or (
+                manifests.HOST_PROVIDER_NAME
+                if options.destination == host
+                else manifests.provider_name(options.destination)
+            ),
+            options.destination == host,
+        ),
+    ]
+
+
+def _url_and_ca(side: Side, options: PairOptions, kubeconfig: clusters.Kubeconfig) -> None:
+    assert side.kube is not None
+    override = options.source_url if side.role == "source" else options.destination_url
+    if override:
+        side.url = override
+    elif options.url_source == "infrastructure":
+        side.url = clusters.infrastructure_url(side.kube)
+    else:
+        side.url = side.kube.url
+    if options.insecure_skip_tls_verify:
+        side.ca_pem, origin = None, "nowhere (TLS verification skipped)"
+    elif options.ca_source == "root":
+        side.ca_pem, origin = clusters.root_ca(side.kube), f"kube-root-ca.crt of {side.context}"
+    elif options.ca_source == "kubeconfig":
+        side.ca_pem = clusters.kubeconfig_ca(kubeconfig, side.context)
+        origin = f"the kubeconfig entry of {side.context}"
+        if side.ca_pem is None:
+            raise errors.UsageError(
+                f"the kubeconfig entry of {side.context} carries no CA",
+                fix="use --ca-source root or --ca-source file:PATH",
+            )
+    elif options.ca_source == "system":
+        side.ca_pem, origin = None, "the system trust store"
+    else:
+        path = Path(options.ca_source[5:]).expanduser()
+        side.ca_pem, origin = clusters.read_pem(path), str(path)
+    if side.ca_pem:
+        clusters.check_not_expired(side.ca_pem, origin)
+    clusters.prove_tls(
+        side.url, side.ca_pem, insecure=options.insecure_skip_tls_verify, origin=origin
+    )
+
+
+def _prove_token(side: Side, options: PairOptions) -> None:
+    """The service account's own token, over the URL and CA Forklift will use, can list what
+    Forklift's connection test lists first."""
+    assert side.token is not None
+    kube = Kube.from_token(
+        side.url,
+        side.token.token,
+        ca_pem=side.ca_pem,
+        insecure=options.insecure_skip_tls_verify,
+        context=f"{side.context} as {side.token.service_account}",
+        retry=options.retry,
+    )
+    try:
+        kube.list(NAMESPACE, limit=1)
+    finally:
+        kube.close()
+
+
+class _Recorder:
+    def __init__(self, progress: Progress | None) -> None:
+        self.changes: list[Change] = []
+        self._lock = threading.Lock()
+        self._progress = progress
+
+    def __call__(self, change: Change) -> None:
+        with self._lock:
+            self.changes.append(change)
+        if self._progress is not None:
+            self._progress(str(change))
+
+
+def register_pair(
+    options: PairOptions, *, dry_run: bool = False, progress: Progress | None = None
+) -> PairResult:
+    _validate(options)
+    deadline = time.monotonic() + options.timeout
+    say = progress or (lambda message: None)
+    kubeconfig = clusters.load_kubeconfig(options.kubeconfig)
+    sides = sides_of(options)
+    contexts = {options.host_context, *(s.context for s in sides)}
+    kubes = {ctx: clusters.connect(kubeconfig, ctx, retry=options.retry) for ctx in contexts}
+    recorder = _Recorder(progress)
+    try:
+        remote = [s for s in sides if not s.uses_host_provider]
+        for side in sides:
+            side.kube = kubes[side.context]
+        host = kubes[options.host_context]
+
+        say(f"preflight: MTV host {host.context}, {', '.join(s.context for s in remote)}")
+        with ThreadPoolExecutor(max_workers=len(remote) + 1) as pool:
+            host_check = pool.submit(_preflight_host, host, options, sides)
+            checks = [pool.submit(_url_and_ca, side, options, kubeconfig) for side in remote]
+            namespace, existing = host_check.result()
+            for check in checks:
+                check.result()
+        for side in remote:
+            forklift.check_name_free(
+                existing.get(side.provider), side.provider, side.url, host.context
+            )
+        result = PairResult(host.context, namespace)
+        if dry_run:
+            return _render(result, sides, options, namespace)
+
+        say("bootstrap: " + ", ".join(s.context for s in remote))
+        with ThreadPoolExecutor(max_workers=len(remote)) as pool:
+            futures = [
+                pool.submit(_bootstrap_side, side, options, recorder, deadline) for side in remote
+            ]
+            for future in futures:
+                future.result()
+
+        for side in remote:
+            assert side.token is not None
+            creds = forklift.ProviderCredentials(
+                url=side.url,
+                token=side.token.token,
+                ca_pem=side.ca_pem,
+                insecure=options.insecure_skip_tls_verify,
+                token_secret_ref=f"{side.token.namespace}/{side.token.secret_name}",
+                token_created=side.token.created,
+            )
+            _, changed = forklift.ensure_provider(
+                host,
+                namespace,
+                side.provider,
+                creds,
+                existing.get(side.provider),
+                recorder,
+                legacy_cacert=options.legacy_cacert,
+            )
+            side.secret_changed = changed and side.provider in existing
+
+        say("waiting for Forklift to test the providers")
+        with ThreadPoolExecutor(max_workers=len(sides)) as pool:
+            waits = {
+                side.provider: pool.submit(
+                    forklift.wait_ready,
+                    host,
+                    namespace,
+                    side.provider,
+                    max(0.1, deadline - time.monotonic()),
+                    retested=side.secret_changed,
+                )
+                for side in sides
+            }
+            for side in sides:
+                provider = waits[side.provider].result()
+                result.providers.append(
+                    ProviderState(
+                        side.provider,
+                        side.role,
+                        side.context,
+                        (provider.get("spec") or {}).get("url", ""),
+                        "Ready",
+                    )
+                )
+        result.changes = recorder.changes
+        return result
+    finally:
+        for kube in kubes.values():
+            kube.close()
+
+
+def _preflight_host(
+    host: Kube, options: PairOptions, sides: list[Side]
+) -> tuple[str, dict[str, Obj]]:
+    namespace = forklift.find_mtv_namespace(host, options.mtv_namespace)
+    existing = forklift.list_providers(host, namespace)
+    for side in sides:
+        if side.uses_host_provider:
+            local = existing.get(side.provider)
+            if local is None or (local.get("spec") or {}).get("url"):
+                raise errors.PreflightError(
+                    f'the MTV host {host.context} has no local provider "{side.provider}" '
+                    f"in {namespace}",
+                    fix="check the MTV installation, or pass --host for a separate MTV host",
+                )
+    return namespace, existing
+
+
+def _bootstrap_side(side: Side, options: PairOptions, recorder: _Recorder, deadline: float) -> None:
+    assert side.kube is not None
+    side.token = bootstrap(
+        side.kube, options.remote, recorder, timeout=max(0.0, deadline - time.monotonic())
+    )
+    _prove_token(side, options)
+
+
+def _render(
+    result: PairResult, sides: list[Side], options: PairOptions, namespace: str
+) -> PairResult:
+    """--dry-run: every manifest for every cluster, tokens redacted; nothing is written."""
+    for side in sides:
+        if side.uses_host_provider:
+            continue
+        for obj in options.remote.manifests():
+            result.manifests.append((side.context, obj))
+        creds = forklift.ProviderCredentials(
+            url=side.url,
+            token=manifests.REDACTED,
+            ca_pem=side.ca_pem,
+            insecure=options.insecure_skip_tls_verify,
+            token_secret_ref=f"{options.remote.namespace}/{options.remote.token_secret}",
+            token_created="",
+        )
+        secret = forklift.desired_secret(
+            side.provider, namespace, creds, legacy_cacert=options.legacy_cacert
+        )
+        result.manifests.append((result.host, manifests.redact(secret)))
+        result.manifests.append(
+            (result.host, forklift.desired_provider(side.provider, namespace, side.url))
+        )
+    return result
+
+
+# -- unregister ----------------------------------------------------------------------------------
+
+
+def unregister_pair(
+    options: PairOptions, *, keep_remote: bool = False, progress: Progress | None = None
+) -> list[Change]:
+    if options.source == options.destination:
+        raise errors.UsageError(
+            "the source and the destination are the same context", fix="pass two different contexts"
+        )
+    kubeconfig = clusters.load_kubeconfig(options.kubeconfig)
+    sides = sides_of(options)
+    contexts = {options.host_context, *(s.context for s in sides)}
+    kubes = {ctx: clusters.connect(kubeconfig, ctx, retry=options.retry) for ctx in contexts}
+    recorder = _Recorder(progress)
+    try:
+        host = kubes[options.host_context]
+        namespace = forklift.find_mtv_namespace(host, options.mtv_namespace)
+        forklift.list_providers(host, namespace)
+        remote = [s for s in sides if not s.uses_host_provider]
+        for side in remote:
+            forklift.delete_provider(host, namespace, side.provider, recorder)
+        if not keep_remote:
+            with ThreadPoolExecutor(max_workers=len(remote)) as pool:
+                for future in [
+                    pool.submit(teardown, kubes[s.context], options.remote, recorder)
+                    for s in remote
+                ]:
+                    future.result()
+        return recorder.changes
+    finally:
+        for kube in kubes.values():
+            kube.close()
+
+
+# -- status --------------------------------------------------------------------------------------
+
+
+def provider_status(host: Kube, namespace: str) -> list[Obj]:
+    """One row per Provider on the host: readiness, failing condition, URL, token age, CA
+    expiry, last rotation."""
+    import datetime as dt
+
+    from mtv_register.kube import SECRET
+
+    rows = []
+    for name, provider in sorted(forklift.list_providers(host, namespace).items()):
+        spec = provider.get("spec") or {}
+        row: Obj = {
+            "name": name,
+            "namespace": namespace,
+            "url": spec.get("url", "") or "(local host)",
+            "managed": forklift.is_managed(provider),
+            "phase": (provider.get("status") or {}).get("phase", "Unknown"),
+            "ready": forklift.verdict(provider) == "ready",
+            "message": "",
+            "tokenCreated": "",
+            "caExpires": "",
+            "tokenSecret": "",
+        }
+        if forklift.verdict(provider) == "failed":
+            row["message"] = forklift.failure_message(provider)
+        ref = spec.get("secret") or {}
+        secret = (
+            host.get(SECRET, ref["name"], ref.get("namespace") or namespace)
+            if ref.get("name")
+            else None
+        )
+        if secret is not None:
+            annotations = secret["metadata"].get("annotations") or {}
+            row["tokenCreated"] = annotations.get(forklift.TOKEN_CREATED_ANNOTATION, "")
+            row["tokenSecret"] = annotations.get(manifests.TOKEN_SECRET_ANNOTATION, "")
+            row["rotatedAt"] = annotations.get(manifests.ROTATED_AT_ANNOTATION, "")
+            import base64
+
+            ca_b64 = (secret.get("data") or {}).get("ca.crt", "")
+            if ca_b64:
+                try:
+                    expiry = clusters.ca_expiry(base64.b64decode(ca_b64).decode())
+                    row["caExpires"] = expiry.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                except errors.MtvRegisterError:
+                    row["caExpires"] = "(not a PEM certificate)"
+        rows.append(row)
+    return rows
+
+
+def status(
+    *,
+    host: str,
+    kubeconfig: str | Path | None = None,
+    mtv_namespace: str | None = None,
+    remotes: dict[str, str] | None = None,
+    retry: RetryPolicy | None = None,
+) -> Obj:
+    config = clusters.load_kubeconfig(kubeconfig)
+    host_kube = clusters.connect(config, host, retry=retry)
+    try:
+        namespace = forklift.find_mtv_namespace(host_kube, mtv_namespace)
+        rows = provider_status(host_kube, namespace)
+    finally:
+        host_kube.close()
+    remote_rows = []
+    for context, provider in (remotes or {}).items():
+        remote_rows.append(_remote_objects(config, context, provider, retry))
+    return {"host": host, "namespace": namespace, "providers": rows, "remotes": remote_rows}
+
+
+def _remote_objects(
+    config: clusters.Kubeconfig, context: str, provider: str, retry: RetryPolicy | None
+) -> Obj:
+    from mtv_register.kube import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, SECRET, SERVICE_ACCOUNT
+
+    kube = clusters.connect(config, context, retry=retry)
+    spec = RemoteSpec()
+    selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
+    try:
+        secrets = kube.list(SECRET, spec.namespace, label_selector=selector).get("items", [])
+        return {
+            "context": context,
+            "provider": provider,
+            "clusterRole": kube.get(CLUSTER_ROLE, spec.role_name) is not None,
+            "serviceAccount": kube.get(SERVICE_ACCOUNT, spec.service_account, spec.namespace)
+            is not None,
+            "clusterRoleBinding": kube.get(CLUSTER_ROLE_BINDING, spec.service_account) is not None,
+            "tokenSecrets": [s["metadata"]["name"] for s in secrets],
+        }
+    finally:
+        kube.close()

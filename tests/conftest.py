@@ -1,0 +1,102 @@
+"""Shared fixtures: sandboxes in threads of the test process, the real kubectl, token scanning."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mtv_register.sandbox import ISSUED_TOKENS, Sandbox
+
+SandboxFactory = Callable[..., Sandbox]
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No proxy, no user kubeconfig, no kubectl cache shared between tests or runs."""
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                 "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "KUBECONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir(exist_ok=True)
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[SandboxFactory]:
+    started: list[Sandbox] = []
+
+    def factory(**options: Any) -> Sandbox:
+        sandbox = Sandbox(**options).start()
+        started.append(sandbox)
+        return sandbox
+
+    yield factory
+    for sandbox in started:
+        sandbox.stop()
+
+
+@pytest.fixture
+def sandbox(make_sandbox: SandboxFactory) -> Sandbox:
+    """Source, destination (the MTV host), and a separate `mtv` host: every shape in one."""
+    return make_sandbox(mtv_on="separate")
+
+
+@pytest.fixture
+def kubeconfig(sandbox: Sandbox, tmp_path: Path) -> Path:
+    return sandbox.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+KubectlRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def kubectl(kubeconfig: Path, tmp_path: Path) -> KubectlRunner:
+    """Run the real kubectl against the sandbox, with its own discovery cache."""
+    binary = shutil.which("kubectl")
+    if binary is None:
+        pytest.fail("kubectl is not installed: .ci/run installs it (see .ci/install-kubectl)")
+    cache = tmp_path / "kube-cache"
+
+    def run(*args: str, input: str | None = None, check: bool = True,
+            context: str = "source") -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECACHEDIR": str(cache)}
+        result = subprocess.run([binary, "--context", context, *args], input=input, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert_no_token(result.stdout + result.stderr, allowed=())
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stderr}")
+        return result
+
+    return run
+
+
+def assert_no_token(text: str, *, allowed: tuple[str, ...] = ()) -> None:
+    """Fail when `text` holds any token a sandbox issued (the token itself is never shown)."""
+    leaked = [t for t in list(ISSUED_TOKENS) if t not in allowed and t in text]
+    if leaked:
+        raise AssertionError(f"{len(leaked)} sandbox token(s) leaked into output")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Every test fails when a token shows up in its captured stdout, stderr or log records."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or item.get_closest_marker("prints_tokens"):
+        return
+    captured = "".join(content for _, content in report.sections)
+    if report.longrepr is not None:
+        captured += str(report.longrepr)
+    tokens = list(ISSUED_TOKENS)
+    if any(token in captured for token in tokens):
+        report.outcome = "failed"
+        report.sections = [(name, "<withheld: it contains a token>") for name, _ in
+                           report.sections]
+        report.longrepr = "a sandbox token appeared in this test's output, logs or traceback"
