@@ -183,9 +183,7 @@ def test_seed_procedure_gives_a_token_that_reads_namespaces_but_cannot_list_node
     assert kubectl("get", "clusterrole", "escalated", check=False).returncode == 1
 
 
-def test_seed_ca_step_prints_the_cluster_root_ca(
-    sandbox: Sandbox, kubectl: KubectlRunner
-) -> None:
+def test_seed_ca_step_prints_the_cluster_root_ca(sandbox: Sandbox, kubectl: KubectlRunner) -> None:
     printed = kubectl("get", "cm", "kube-root-ca.crt", r"-o=jsonpath={.data.ca\.crt}").stdout
     assert printed.startswith("-----BEGIN CERTIFICATE-----")
     assert printed == sandbox["source"].root_ca_pem
@@ -236,8 +234,8 @@ def test_label_adds_a_label(kubectl: KubectlRunner, tmp_path: Path) -> None:
     kubectl("create", "-f", write(tmp_path, "cm.yaml", config_map("labelled")))
     labelled = kubectl("label", "configmap", "labelled", "team=mtv")
     assert labelled.stdout.strip() == "configmap/labelled labeled"
-    shown = kubectl("get", "configmaps", "-l", "team=mtv", "-o", "jsonpath={.items[*].metadata.name}")
-    assert shown.stdout == "labelled"
+    selected = kubectl("get", "configmaps", "-l", "team=mtv", "-o", "name")
+    assert selected.stdout.split() == ["configmap/labelled"]
 
 
 def test_patch_merge_json_and_strategic_change_the_object_as_a_real_server_does(
@@ -395,20 +393,42 @@ def test_replace_with_a_stale_resource_version_is_a_conflict(
     ) in raced.stderr
 
 
-def test_a_wrong_token_must_log_in(
+def test_a_wrong_token_must_log_in_to_the_server(
     sandbox: Sandbox, kubectl: KubectlRunner, tmp_path: Path
 ) -> None:
     wrong = token_kubeconfig(sandbox, tmp_path, "stranger", "not-a-token-of-this-cluster")
-    refused = kubectl("--kubeconfig", wrong, "get", "namespaces", check=False)
-    assert refused.returncode == 1
-    assert "error: You must be logged in to the server (Unauthorized)" in refused.stderr
+    # With no discovery cache the 401 comes from discovery, which kubectl words generically.
+    cold = kubectl("--kubeconfig", wrong, "get", "namespaces", check=False)
+    assert cold.returncode == 1
+    assert (
+        "error: You must be logged in to the server "
+        "(the server has asked for the client to provide credentials)"
+    ) in cold.stderr
+    kubectl("get", "namespaces")  # the admin fills the discovery cache kubectl keeps per server
+    warm = kubectl("--kubeconfig", wrong, "get", "namespaces", check=False)
+    assert warm.returncode == 1
+    assert "error: You must be logged in to the server (Unauthorized)" in warm.stderr
 
 
 def test_an_invalid_name_is_invalid(kubectl: KubectlRunner, tmp_path: Path) -> None:
-    path = write(tmp_path, "cm.yaml", config_map("Not_A_Name"))
-    refused = kubectl("create", "-f", path, check=False)
+    one = write(tmp_path, "one.yaml", config_map("Not_A_Name"))
+    refused = kubectl("create", "-f", one, check=False)
     assert refused.returncode == 1
-    assert "Error from server (Invalid)" in refused.stderr
-    assert 'ConfigMap "Not_A_Name" is invalid: metadata.name: Invalid value: "Not_A_Name"' in (
-        refused.stderr
-    )
+    # kubectl words a lone 422 itself; "Error from server (Invalid)" is its wording in a list.
+    assert (
+        'The ConfigMap "Not_A_Name" is invalid: metadata.name: Invalid value: "Not_A_Name": '
+        "a lowercase RFC 1123 subdomain"
+    ) in refused.stderr
+    two = write(tmp_path, "two.yaml", "---\n".join(
+        yaml.safe_dump(config_map(name)) for name in ("Bad_One", "Bad_Two")
+    ))  # fmt: skip
+    refused = kubectl("create", "-f", two, check=False)
+    assert refused.returncode == 1
+    for name in ("Bad_One", "Bad_Two"):
+        assert (
+            f'Error from server (Invalid): error when creating "{two}": ConfigMap "{name}" is '
+            f'invalid: metadata.name: Invalid value: "{name}"'
+        ) in refused.stderr
+    assert kubectl("get", "configmaps", "-o", "name").stdout.split() == [
+        "configmap/kube-root-ca.crt"
+    ]

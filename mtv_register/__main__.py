@@ -1,0 +1,3 @@
+from mtv_register.cli import main
+
+main()

@@ -1,0 +1,652 @@
+"""The `mtv-register` command: parses, prompts, prints. No Kubernetes logic lives here.
+
+Imports of the library stay inside the commands, so `mtv-register --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from mtv_register.errors import MtvRegisterError
+    from mtv_register.orchestrator import PairOptions, PairResult
+
+app = typer.Typer(
+    name="mtv-register",
+    help="Register OpenShift Virtualization clusters with MTV (Forklift), end to end.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,  # locals would print tokens
+    add_completion=True,
+)
+sandbox_app = typer.Typer(
+    help="Simulated clusters to try and test mtv-register on, no cluster needed.",
+    no_args_is_help=True,
+)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+class Output(StrEnum):
+    text = "text"
+    json = "json"
+    yaml = "yaml"
+
+
+class MtvOn(StrEnum):
+    destination = "destination"
+    separate = "separate"
+
+
+_state: dict[str, Any] = {"verbose": 0}
+
+
+def _err(message: str) -> None:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+
+
+def _fail(error: MtvRegisterError) -> NoReturn:
+    _err(f"error: {error.line()}")
+    raise typer.Exit(error.exit_code)
+
+
+def _run(action: Any) -> Any:
+    """Run a library call; its errors become one red line and their exit code."""
+    from mtv_register.errors import MtvRegisterError
+    from mtv_register.redaction import scrub
+
+    try:
+        return action()
+    except MtvRegisterError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as error:  # a bug: one line, the traceback only when asked for
+        if _state["verbose"] >= 2:
+            import traceback
+
+            _err(scrub(traceback.format_exc()))
+        _err(
+            f"internal error: {scrub(type(error).__name__ + ': ' + str(error))} "
+            "(re-run with -vv for details and report it)"
+        )
+        raise typer.Exit(1) from None
+
+
+def _duration(value: str, flag: str) -> float:
+    from mtv_register.durations import parse_duration
+    from mtv_register.errors import UsageError
+
+    try:
+        return parse_duration(value).total_seconds()
+    except ValueError as error:
+        _fail(UsageError(f"{flag}: {error}"))
+
+
+def _interactive(flag: bool | None, yes: bool) -> bool:
+    if yes:
+        return False
+    if flag is not None:
+        return flag
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
+    ] = 0,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        from mtv_register import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit(0)
+    _state["verbose"] = verbose
+    if verbose:
+        from mtv_register.redaction import install_logging
+
+        install_logging(logging.DEBUG if verbose >= 2 else logging.INFO)
+
+
+# -- register ------------------------------------------------------------------------------------
+
+
+def _pick_context(label: str, contexts: list[str], exclude: set[str]) -> str:
+    choices = [c for c in contexts if c not in exclude] or contexts
+    typer.echo(f"{label} cluster: pick a kubeconfig context")
+    for number, context in enumerate(choices, 1):
+        typer.echo(f"  {number}) {context}")
+    while True:
+        answer = typer.prompt(f"{label} context", default="1").strip()
+        if answer.isdigit() and 1 <= int(answer) <= len(choices):
+            return choices[int(answer) - 1]
+        if answer in contexts:
+            return answer
+        _err(f"  {answer!r} is not a number from 1 to {len(choices)} or a context name")
+
+
+@app.command()
+def register(
+    source: Annotated[str | None, typer.Option(help="Context of the source cluster.")] = None,
+    destination: Annotated[
+        str | None, typer.Option(help="Context of the destination cluster.")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Context of the MTV host (default: the destination).")
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(help="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)."),
+    ] = None,
+    mtv_namespace: Annotated[
+        str | None,
+        typer.Option(
+            help="MTV namespace on the host (default: openshift-mtv, then konveyor-forklift)."
+        ),
+    ] = None,
+    source_name: Annotated[
+        str | None,
+        typer.Option(help="Provider name of the source (default: its context, DNS-1123)."),
+    ] = None,
+    destination_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Provider name of the destination (default: its context; `host` when the "
+            "destination is the MTV host)."
+        ),
+    ] = None,
+    service_account: Annotated[
+        str, typer.Option(help="ServiceAccount created on each cluster.")
+    ] = "mtv-provider",
+    sa_namespace: Annotated[
+        str, typer.Option(help="Namespace of that ServiceAccount.")
+    ] = "mtv-register",
+    role_name: Annotated[
+        str, typer.Option(help="ClusterRole with the seed's rules.")
+    ] = "live-migration-role",
+    cluster_role: Annotated[
+        str | None,
+        typer.Option(
+            help="Bind this existing (narrower) ClusterRole instead of creating the seed's."
+        ),
+    ] = None,
+    ca_source: Annotated[
+        str,
+        typer.Option(
+            help="Where the CA comes from: root (kube-root-ca.crt), kubeconfig, system, file:PATH."
+        ),
+    ] = "root",
+    insecure_skip_tls_verify: Annotated[
+        bool,
+        typer.Option(help="Do not verify the API servers' certificates (recorded in the Secret)."),
+    ] = False,
+    url_source: Annotated[
+        str,
+        typer.Option(
+            help="Where the API URL comes from: kubeconfig or infrastructure (OpenShift)."
+        ),
+    ] = "kubeconfig",
+    source_url: Annotated[
+        str | None, typer.Option(help="API URL of the source, as the MTV host reaches it.")
+    ] = None,
+    destination_url: Annotated[
+        str | None, typer.Option(help="API URL of the destination, as the MTV host reaches it.")
+    ] = None,
+    legacy_cacert: Annotated[
+        bool, typer.Option(help="Also write the CA under the deprecated `cacert` key.")
+    ] = True,
+    timeout: Annotated[str, typer.Option(help="Deadline for the whole run, e.g. 90s, 5m.")] = "5m",
+    dry_run: Annotated[
+        bool, typer.Option(help="Write nothing; print every manifest as YAML, tokens redacted.")
+    ] = False,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="text, json or yaml.")
+    ] = Output.text,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Never prompt.")] = False,
+    interactive: Annotated[
+        bool | None, typer.Option(help="Prompt for missing choices (default: when on a terminal).")
+    ] = None,
+) -> None:
+    """Register a source/destination pair with MTV: credentials on both, Providers on the host."""
+    from mtv_register import clusters, manifests
+    from mtv_register.bootstrap import RemoteSpec
+    from mtv_register.errors import UsageError
+    from mtv_register.orchestrator import PairOptions, register_pair, sides_of
+
+    seconds = _duration(timeout, "--timeout")
+    if seconds <= 0:
+        _fail(
+            UsageError(
+                f"--timeout must be more than 0s, not {timeout}",
+                fix="pass a positive duration, e.g. --timeout 5m",
+            )
+        )
+    prompting = _interactive(interactive, yes)
+    if prompting and (source is None or destination is None):
+        config = _run(lambda: clusters.load_kubeconfig(kubeconfig))
+        if source is None:
+            source = _pick_context("Source", config.contexts, set())
+        if destination is None:
+            destination = _pick_context("Destination", config.contexts, {source})
+        if host is None and typer.confirm("Is MTV installed on a separate cluster?", default=False):
+            host = _pick_context("MTV host", config.contexts, {source, destination})
+    missing = [
+        flag
+        for flag, value in (("--source", source), ("--destination", destination))
+        if value is None
+    ]
+    if missing:
+        _fail(
+            UsageError(
+                f"missing option {' and '.join(missing)}",
+                fix="pass it, or run on a terminal to be prompted",
+            )
+        )
+    assert source is not None and destination is not None
+    options = PairOptions(
+        source=source,
+        destination=destination,
+        host=host,
+        kubeconfig=kubeconfig,
+        mtv_namespace=mtv_namespace,
+        source_name=source_name,
+        destination_name=destination_name,
+        remote=RemoteSpec(
+            service_account=service_account,
+            namespace=sa_namespace,
+            role_name=cluster_role or role_name,
+            existing_role=cluster_role is not None,
+        ),
+        ca_source=ca_source,
+        insecure_skip_tls_verify=insecure_skip_tls_verify,
+        url_source=url_source,
+        source_url=source_url,
+        destination_url=destination_url,
+        timeout=seconds,
+        legacy_cacert=legacy_cacert,
+    )
+    if prompting:
+        sides = sides_of(options)
+        names = {}
+        for side in sides:
+            if not side.uses_host_provider:
+                names[side.role] = typer.prompt(
+                    f"Provider name for {side.context}", default=side.provider
+                )
+        options = _with_names(options, names, manifests)
+        _confirm_summary(options)
+    if insecure_skip_tls_verify:
+        _err("warning: TLS verification is OFF for both providers (insecureSkipVerify: true)")
+    progress = (
+        None
+        if output is not Output.text
+        else (lambda line: typer.secho(f"  {line}", err=True, dim=True))
+    )
+    result = _run(lambda: register_pair(options, dry_run=dry_run, progress=progress))
+    _print_result(result, output, dry_run)
+
+
+def _with_names(options: PairOptions, names: dict[str, str], manifests: Any) -> PairOptions:
+    import dataclasses
+
+    from mtv_register.errors import UsageError
+
+    for name in names.values():
+        if not manifests.is_dns1123_label(name):
+            _fail(
+                UsageError(
+                    f'Provider name "{name}" is not a valid name',
+                    fix="use lower-case letters, digits and '-'",
+                )
+            )
+    return dataclasses.replace(
+        options,
+        source_name=names.get("source", options.source_name),
+        destination_name=names.get("destination", options.destination_name),
+    )
+
+
+def _confirm_summary(options: PairOptions) -> None:
+    from mtv_register.orchestrator import sides_of
+
+    remote = options.remote
+    typer.echo("\nmtv-register will:")
+    for side in sides_of(options):
+        if side.uses_host_provider:
+            typer.echo(f"  - use the local `host` Provider of {side.context} as the {side.role}")
+            continue
+        typer.echo(
+            f"  - on {side.context}: ClusterRole {remote.role_name}, ServiceAccount "
+            f"{remote.namespace}/{remote.service_account}, its ClusterRoleBinding and "
+            f"token Secret {remote.token_secret}"
+        )
+        typer.echo(
+            f"  - on {options.host_context}: Provider {side.provider} and its Secret "
+            f"{side.provider}-credentials"
+        )
+    if not typer.confirm("Proceed?", default=True):
+        _err("aborted: nothing was changed")
+        raise typer.Exit(1)
+
+
+def _print_result(result: PairResult, output: Output, dry_run: bool) -> None:
+    import yaml
+
+    if dry_run:
+        documents = [obj for _, obj in result.manifests]
+        if output is Output.json:
+            typer.echo(
+                json.dumps({"kind": "List", "apiVersion": "v1", "items": documents}, indent=2)
+            )
+            return
+        for context, obj in result.manifests:
+            typer.echo(f"# context: {context}")
+            typer.echo("---\n" + yaml.safe_dump(obj, sort_keys=False).rstrip())
+        return
+    summary = {
+        "host": result.host,
+        "namespace": result.namespace,
+        "providers": [vars(p) for p in result.providers],
+        "changes": [vars(c) for c in result.changes],
+        "changed": result.mutated,
+    }
+    if output is Output.json:
+        typer.echo(json.dumps(summary, indent=2))
+    elif output is Output.yaml:
+        typer.echo(yaml.safe_dump(summary, sort_keys=False).rstrip())
+    else:
+        verb = "registered" if result.mutated else "already registered, nothing changed"
+        for provider in result.providers:
+            typer.echo(
+                f"Provider {result.namespace}/{provider.name} ({provider.role}, "
+                f"{provider.context}) {provider.phase} on {result.host}"
+            )
+        typer.echo(f"pair {verb}")
+
+
+# -- status and unregister -------------------------------------------------------------------
+
+
+@app.command()
+def status(
+    host: Annotated[str | None, typer.Option(help="Context of the MTV host.")] = None,
+    kubeconfig: Annotated[Path | None, typer.Option(help="Kubeconfig file.")] = None,
+    mtv_namespace: Annotated[str | None, typer.Option(help="MTV namespace on the host.")] = None,
+    remote: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="PROVIDER=CONTEXT: also show the objects behind a Provider on its cluster."
+        ),
+    ] = None,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+) -> None:
+    """Every Provider on the MTV host: Ready or not and why, URL, token age, CA expiry."""
+    from mtv_register import clusters
+    from mtv_register.errors import UsageError
+    from mtv_register.orchestrator import status as read_status
+
+    remotes: dict[str, str] = {}
+    for item in remote or []:
+        provider, _, context = item.partition("=")
+        if not context:
+            _fail(
+                UsageError(
+                    f'--remote "{item}" is not PROVIDER=CONTEXT',
+                    fix="e.g. --remote source=my-source-context",
+                )
+            )
+        remotes[context] = provider
+    if host is None:
+        config = _run(lambda: clusters.load_kubeconfig(kubeconfig))
+        host = config.data.get("current-context") or None
+        if host is None:
+            _fail(UsageError("no --host and no current-context", fix="pass --host CONTEXT"))
+    report = _run(
+        lambda: read_status(
+            host=host, kubeconfig=kubeconfig, mtv_namespace=mtv_namespace, remotes=remotes
+        )
+    )
+    if output is Output.json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    if output is Output.yaml:
+        import yaml
+
+        typer.echo(yaml.safe_dump(report, sort_keys=False).rstrip())
+        return
+    _status_table(report)
+
+
+def _status_table(report: dict[str, Any]) -> None:
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from mtv_register.durations import format_duration
+
+    def age(stamp: str) -> str:
+        if not stamp:
+            return "-"
+        created = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return format_duration(datetime.now(UTC) - created)
+
+    table = Table(title=f"Providers on {report['host']} ({report['namespace']})")
+    for column in (
+        "NAME",
+        "READY",
+        "PHASE",
+        "URL",
+        "TOKEN AGE",
+        "CA EXPIRES",
+        "MANAGED",
+        "MESSAGE",
+    ):
+        table.add_column(column)
+    for row in report["providers"]:
+        table.add_row(
+            row["name"],
+            "yes" if row["ready"] else "no",
+            row["phase"],
+            row["url"],
+            age(row["tokenCreated"]),
+            row["caExpires"][:10] or "-",
+            "yes" if row["managed"] else "no",
+            row["message"],
+        )
+    console = Console(width=200)
+    console.print(table)
+    for remote in report["remotes"]:
+        present = (
+            ", ".join(
+                k for k in ("clusterRole", "serviceAccount", "clusterRoleBinding") if remote[k]
+            )
+            or "none"
+        )
+        console.print(
+            f"{remote['provider']} on {remote['context']}: {present}; token Secrets: "
+            f"{', '.join(remote['tokenSecrets']) or 'none'}"
+        )
+
+
+@app.command()
+def unregister(
+    source: Annotated[str, typer.Option(help="Context of the source cluster.")],
+    destination: Annotated[str, typer.Option(help="Context of the destination cluster.")],
+    host: Annotated[str | None, typer.Option(help="Context of the MTV host.")] = None,
+    kubeconfig: Annotated[Path | None, typer.Option(help="Kubeconfig file.")] = None,
+    mtv_namespace: Annotated[str | None, typer.Option(help="MTV namespace on the host.")] = None,
+    source_name: Annotated[str | None, typer.Option(help="Provider name of the source.")] = None,
+    destination_name: Annotated[
+        str | None, typer.Option(help="Provider name of the destination.")
+    ] = None,
+    service_account: Annotated[str, typer.Option()] = "mtv-provider",
+    sa_namespace: Annotated[str, typer.Option()] = "mtv-register",
+    role_name: Annotated[str, typer.Option()] = "live-migration-role",
+    keep_remote: Annotated[
+        bool,
+        typer.Option(
+            help="Remove only the Providers on the host; keep the credentials on the clusters."
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Never prompt.")] = False,
+    interactive: Annotated[bool | None, typer.Option(help="Ask before deleting.")] = None,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+) -> None:
+    """Remove what `register` created, on every cluster, and nothing else."""
+    from mtv_register.bootstrap import RemoteSpec
+    from mtv_register.orchestrator import PairOptions, unregister_pair
+
+    options = PairOptions(
+        source=source,
+        destination=destination,
+        host=host,
+        kubeconfig=kubeconfig,
+        mtv_namespace=mtv_namespace,
+        source_name=source_name,
+        destination_name=destination_name,
+        remote=RemoteSpec(
+            service_account=service_account, namespace=sa_namespace, role_name=role_name
+        ),
+    )
+    if _interactive(interactive, yes) and not typer.confirm(
+        f"Remove the Providers of {source} and {destination} from "
+        f"{options.host_context}{'' if keep_remote else ' and their credentials'}?",
+        default=False,
+    ):
+        _err("aborted: nothing was changed")
+        raise typer.Exit(1)
+    changes = _run(lambda: unregister_pair(options, keep_remote=keep_remote))
+    if output is Output.json:
+        typer.echo(json.dumps([vars(c) for c in changes], indent=2))
+        return
+    for change in changes:
+        typer.echo(str(change))
+    typer.echo("pair unregistered")
+
+
+# -- sandbox -----------------------------------------------------------------------------------
+
+
+@sandbox_app.command("up")
+def sandbox_up(
+    kubeconfig: Annotated[Path, typer.Option(help="Where to write the sandbox's kubeconfig.")],
+    audit_dir: Annotated[
+        Path | None, typer.Option(help="Write one audit log per cluster here (<context>.log).")
+    ] = None,
+    token_delay: Annotated[
+        float,
+        typer.Option(help="Seconds before the token controller fills a token Secret.", min=0.0),
+    ] = 0.0,
+    sources: Annotated[int, typer.Option(help="Number of source clusters.", min=1)] = 1,
+    mtv_on: Annotated[
+        MtvOn, typer.Option(help="MTV on the destination, or on a separate `mtv` cluster.")
+    ] = MtvOn.destination,
+    named_cert: Annotated[
+        str | None,
+        typer.Option(help="Serve this context's API with a certificate from a second CA."),
+    ] = None,
+) -> None:
+    """Serve simulated clusters until interrupted (SIGINT or SIGTERM)."""
+    import signal
+    import threading
+
+    from mtv_register.errors import UsageError
+    from mtv_register.sandbox import Sandbox
+
+    try:
+        sandbox = Sandbox(
+            sources=sources,
+            mtv_on=mtv_on.value,
+            token_delay=token_delay,
+            named_cert=named_cert,
+            audit_dir=audit_dir,
+        )
+    except ValueError as error:
+        _fail(UsageError(str(error)))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    sandbox.start()
+    try:
+        path = sandbox.write_kubeconfig(kubeconfig.expanduser().resolve())
+        typer.echo(f"sandbox ready: {path}")
+        sys.stdout.flush()
+        stop.wait()
+    finally:
+        sandbox.stop()
+
+
+@sandbox_app.command("demo")
+def sandbox_demo(
+    token_delay: Annotated[float, typer.Option(help="Token controller delay, seconds.")] = 0.5,
+) -> None:
+    """Bring up a sandbox, register a pair on a separate MTV host, show it, tear it down."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    from mtv_register.orchestrator import PairOptions, register_pair
+    from mtv_register.orchestrator import status as read_status
+    from mtv_register.sandbox import Sandbox
+
+    with tempfile.TemporaryDirectory(prefix="mtv-register-demo-") as folder:
+        kubeconfig = Path(folder, "kubeconfig")
+        typer.secho("1. starting the sandbox: clusters source, destination and mtv", bold=True)
+        with Sandbox(mtv_on="separate", token_delay=token_delay) as sandbox:
+            sandbox.write_kubeconfig(kubeconfig)
+            for context, cluster in sandbox.clusters.items():
+                typer.echo(f"   {context:<12} {cluster.url}")
+            typer.secho(
+                "2. mtv-register register --source source --destination destination "
+                f"--host mtv --kubeconfig {kubeconfig} --yes",
+                bold=True,
+            )
+            options = PairOptions(
+                source="source",
+                destination="destination",
+                host="mtv",
+                kubeconfig=kubeconfig,
+                timeout=120,
+            )
+            result = _run(
+                lambda: register_pair(options, progress=lambda line: typer.echo(f"   {line}"))
+            )
+            _print_result(result, Output.text, dry_run=False)
+            typer.secho("3. again: a second run changes nothing", bold=True)
+            again = _run(lambda: register_pair(options))
+            _print_result(again, Output.text, dry_run=False)
+            typer.secho("4. mtv-register status --host mtv", bold=True)
+            _status_table(_run(lambda: read_status(host="mtv", kubeconfig=kubeconfig)))
+            command = [
+                "kubectl",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--context",
+                "mtv",
+                "get",
+                "providers",
+                "-n",
+                "openshift-mtv",
+            ]
+            typer.secho(f"5. {' '.join(command)}", bold=True)
+            if shutil.which("kubectl"):
+                env = {**os.environ, "KUBECACHEDIR": str(Path(folder, "cache"))}
+                subprocess.run(command, env=env, check=False, timeout=60)
+            else:
+                typer.echo("   (kubectl is not installed; skipped)")
+        typer.secho("6. sandbox stopped; nothing was left behind", bold=True)
+
+
+def main() -> None:
+    app()
