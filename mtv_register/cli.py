@@ -648,5 +648,185 @@ def sandbox_demo(
         typer.secho("6. sandbox stopped; nothing was left behind", bold=True)
 
 
+# -- rotation and its schedule -------------------------------------------------------------------
+
+
+@app.command()
+def rotate(
+    host: Annotated[str | None, typer.Option(help="Context of the MTV host.")] = None,
+    kubeconfig: Annotated[Path | None, typer.Option(help="Kubeconfig file.")] = None,
+    in_cluster: Annotated[
+        bool, typer.Option(help="Use the pod's service account (the scheduled CronJob).")
+    ] = False,
+    mtv_namespace: Annotated[str | None, typer.Option(help="MTV namespace on the host.")] = None,
+    provider: Annotated[
+        list[str] | None, typer.Option(help="A Provider to rotate (repeatable).")
+    ] = None,
+    all_providers: Annotated[
+        bool, typer.Option("--all", help="Every Provider mtv-register registered.")
+    ] = False,
+    max_age: Annotated[
+        str | None, typer.Option(help="Skip tokens younger than this (0s: rotate now).")
+    ] = None,
+    source_context: Annotated[
+        str | None,
+        typer.Option(help="Admin context to recover the source's Provider when its token is dead."),
+    ] = None,
+    destination_context: Annotated[
+        str | None,
+        typer.Option(
+            help="Admin context to recover the destination's Provider when its token is dead."
+        ),
+    ] = None,
+    parallel: Annotated[int, typer.Option(help="Providers rotated at once.", min=1)] = 4,
+    timeout: Annotated[str, typer.Option(help="Deadline per Provider.")] = "5m",
+    dry_run: Annotated[bool, typer.Option(help="Say what would rotate; change nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Never prompt.")] = False,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+) -> None:
+    """Rotate Provider credentials with no downtime, using each Provider's own token."""
+    import datetime as dt
+
+    from mtv_register.errors import PartialFailure, UsageError
+    from mtv_register.rotation import (
+        RotateOptions,
+        open_host,
+        recovery_for,
+        rotate_all,
+    )
+
+    if bool(provider) == all_providers:
+        _fail(
+            UsageError(
+                "say which Providers to rotate",
+                fix="pass --provider NAME (repeatable) or --all, not both",
+            )
+        )
+    age = None if max_age is None else dt.timedelta(seconds=_duration(max_age, "--max-age"))
+    seconds = _duration(timeout, "--timeout")
+    if seconds <= 0:
+        _fail(
+            UsageError(
+                f"--timeout must be more than 0s, not {timeout}",
+                fix="pass a positive duration, e.g. --timeout 5m",
+            )
+        )
+    config_path = str(kubeconfig) if kubeconfig else None
+    options = RotateOptions(
+        max_age=age, max_age_label=max_age or "", dry_run=dry_run, timeout=seconds
+    )
+    progress = (
+        None
+        if output is not Output.text
+        else (lambda change: typer.secho(f"  {change}", err=True, dim=True))
+    )
+
+    def run() -> list[Any]:
+        from mtv_register import forklift
+
+        kube = open_host(kubeconfig=config_path, host=host, in_cluster=in_cluster)
+        try:
+            namespace = forklift.find_mtv_namespace(kube, mtv_namespace)
+            recovery = recovery_for(
+                config_path, [c for c in (source_context, destination_context) if c]
+            )
+            return rotate_all(
+                kube,
+                namespace,
+                provider or None,
+                options,
+                progress or (lambda change: None),
+                parallel=parallel,
+                recovery=recovery,
+            )
+        finally:
+            kube.close()
+
+    results = _run(run)
+    if output is Output.json:
+        typer.echo(json.dumps([vars(r) for r in results], indent=2))
+    else:
+        for result in results:
+            detail = f": {result.reason}" if result.reason else ""
+            typer.echo(f"Provider {result.provider} {result.action}{detail}")
+        if not results:
+            typer.echo("no Provider registered by mtv-register was found")
+    failed = [r for r in results if r.action == "failed"]
+    if failed:
+        code = failed[0].exit_code if len(failed) == 1 else PartialFailure.exit_code
+        raise typer.Exit(code or 1)
+
+
+@app.command()
+def schedule(
+    every: Annotated[str, typer.Option(help='Cron schedule, e.g. "0 3 * * *".')],
+    max_age: Annotated[str, typer.Option(help="Rotate tokens older than this, e.g. 30d.")],
+    image: Annotated[str, typer.Option(help="Image with mtv-register (see Containerfile).")],
+    host: Annotated[str | None, typer.Option(help="Context of the MTV host.")] = None,
+    kubeconfig: Annotated[Path | None, typer.Option(help="Kubeconfig file.")] = None,
+    mtv_namespace: Annotated[str | None, typer.Option(help="MTV namespace on the host.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the manifests; write nothing.")] = False,
+) -> None:
+    """Rotate on a schedule: a CronJob in the MTV namespace, as a least-privileged account."""
+    import yaml
+
+    from mtv_register import forklift
+    from mtv_register.rotation import check_cron, open_host, schedule_manifests
+    from mtv_register.rotation import schedule as write_schedule
+
+    _duration(max_age, "--max-age")
+    _run(lambda: check_cron(every))
+    config_path = str(kubeconfig) if kubeconfig else None
+
+    def run() -> list[Any]:
+        kube = open_host(kubeconfig=config_path, host=host, in_cluster=False)
+        try:
+            namespace = forklift.find_mtv_namespace(kube, mtv_namespace)
+            if dry_run:
+                return schedule_manifests(namespace, every=every, max_age=max_age, image=image)
+            return write_schedule(
+                kube,
+                namespace,
+                every=every,
+                max_age=max_age,
+                image=image,
+                report=lambda change: typer.echo(str(change)),
+            )
+        finally:
+            kube.close()
+
+    objects = _run(run)
+    if dry_run:
+        for obj in objects:
+            typer.echo("---\n" + yaml.safe_dump(obj, sort_keys=False).rstrip())
+        return
+    typer.echo(f"rotation scheduled: {every}, tokens older than {max_age}")
+
+
+@app.command()
+def unschedule(
+    host: Annotated[str | None, typer.Option(help="Context of the MTV host.")] = None,
+    kubeconfig: Annotated[Path | None, typer.Option(help="Kubeconfig file.")] = None,
+    mtv_namespace: Annotated[str | None, typer.Option(help="MTV namespace on the host.")] = None,
+) -> None:
+    """Remove the rotation CronJob and its account."""
+    from mtv_register import forklift
+    from mtv_register.rotation import open_host
+    from mtv_register.rotation import unschedule as remove_schedule
+
+    config_path = str(kubeconfig) if kubeconfig else None
+
+    def run() -> None:
+        kube = open_host(kubeconfig=config_path, host=host, in_cluster=False)
+        try:
+            namespace = forklift.find_mtv_namespace(kube, mtv_namespace)
+            remove_schedule(kube, namespace, lambda change: typer.echo(str(change)))
+        finally:
+            kube.close()
+
+    _run(run)
+    typer.echo("rotation unscheduled")
+
+
 def main() -> None:
     app()

@@ -96,18 +96,31 @@ def connect(kubeconfig: Kubeconfig, context: str, *, retry: RetryPolicy | None =
     return Kube(api_client, context=context, url=url, retry=retry)
 
 
-def in_cluster(*, retry: RetryPolicy | None = None) -> Kube:
-    """The pod's own service account (the scheduled rotation's CronJob)."""
-    from kubernetes import client as k8s
-    from kubernetes import config as k8s_config
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
+
+def in_cluster(*, retry: RetryPolicy | None = None) -> Kube:
+    """The pod's own service account (the scheduled rotation's CronJob).
+
+    `$MTV_REGISTER_SERVICEACCOUNT_DIR` replaces the mounted folder (token, ca.crt) where the
+    token is projected elsewhere; the API address comes from KUBERNETES_SERVICE_HOST/PORT.
+    """
+    from kubernetes import client as k8s
+    from kubernetes.config import incluster_config
+
+    folder = Path(os.environ.get("MTV_REGISTER_SERVICEACCOUNT_DIR", SERVICE_ACCOUNT_DIR))
+    configuration = k8s.Configuration()
     try:
-        k8s_config.load_incluster_config()
-    except k8s_config.ConfigException as err:
+        incluster_config.InClusterConfigLoader(
+            token_filename=str(folder / "token"),
+            cert_filename=str(folder / "ca.crt"),
+            environ=os.environ,
+        ).load_and_set(configuration)
+    except incluster_config.ConfigException as err:
         raise errors.KubeconfigError(
-            f"not running in a pod: {err}", fix="drop --in-cluster and pass --host CONTEXT"
+            f"--in-cluster: not running in a pod ({err})",
+            fix="drop --in-cluster and pass --host CONTEXT",
         ) from None
-    configuration = k8s.Configuration.get_default_copy()
     return Kube(
         k8s.ApiClient(configuration), context="in-cluster", url=configuration.host, retry=retry
     )

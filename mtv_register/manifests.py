@@ -382,3 +382,102 @@ def provider_name(context: str) -> str:
 
 def _b64(value: str) -> str:
     return base64.b64encode(value.encode()).decode("ascii")
+
+
+# --- Scheduled rotation on the MTV host ----------------------------------------------------------
+
+ROTATOR_NAME: Final = "mtv-register-rotator"
+ROTATION_CRONJOB: Final = "mtv-register-rotate"
+# What `rotate --in-cluster` needs on the host, and nothing more: it reads Providers and switches
+# their Secrets. The registered clusters are reached with each Provider's own token.
+ROTATOR_RULES: Final[list[dict[str, Any]]] = [
+    {
+        "apiGroups": [FORKLIFT_GROUP],
+        "resources": [PROVIDER_PLURAL],
+        "verbs": ["get", "list", "watch"],
+    },
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "update"]},
+]
+
+
+def rotator_service_account(namespace: str) -> Manifest:
+    return service_account(ROTATOR_NAME, namespace)
+
+
+def rotator_role(namespace: str) -> Manifest:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": ROTATOR_NAME, "namespace": namespace, "labels": managed_labels()},
+        "rules": copy.deepcopy(ROTATOR_RULES),
+    }
+
+
+def rotator_role_binding(namespace: str) -> Manifest:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": ROTATOR_NAME, "namespace": namespace, "labels": managed_labels()},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROTATOR_NAME},
+        "subjects": [{"kind": "ServiceAccount", "name": ROTATOR_NAME, "namespace": namespace}],
+    }
+
+
+def rotation_command(namespace: str, max_age: str) -> list[str]:
+    """The arguments the CronJob's container runs (the image's entrypoint is mtv-register)."""
+    return [
+        "rotate",
+        "--all",
+        "--in-cluster",
+        "--mtv-namespace",
+        namespace,
+        "--max-age",
+        max_age,
+        "--yes",
+    ]
+
+
+def rotation_cron_job(namespace: str, *, schedule: str, max_age: str, image: str) -> Manifest:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": ROTATION_CRONJOB, "namespace": namespace, "labels": managed_labels()},
+        "spec": {
+            "schedule": schedule,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": managed_labels()},
+                "spec": {
+                    "backoffLimit": 2,
+                    "activeDeadlineSeconds": 1800,
+                    "template": {
+                        "metadata": {"labels": managed_labels()},
+                        "spec": {
+                            "serviceAccountName": ROTATOR_NAME,
+                            "restartPolicy": "Never",
+                            "containers": [
+                                {
+                                    "name": "rotate",
+                                    "image": image,
+                                    "args": rotation_command(namespace, max_age),
+                                    "securityContext": {
+                                        "allowPrivilegeEscalation": False,
+                                        "runAsNonRoot": True,
+                                        "readOnlyRootFilesystem": True,
+                                        "capabilities": {"drop": ["ALL"]},
+                                    },
+                                    "resources": {
+                                        "requests": {"cpu": "50m", "memory": "96Mi"},
+                                        "limits": {"memory": "256Mi"},
+                                    },
+                                }
+                            ],
+                        },
+                    },
+                },
+            },
+        },
+    }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from typing import Any
 
@@ -232,7 +233,14 @@ def _binding(obj: Obj, old: Obj | None) -> Causes:
     if not role_ref.get("name"):
         causes.append(("roleRef.name", "Required value"))
     if old is not None and old.get("roleRef") != obj.get("roleRef"):
-        causes.append(("roleRef", f"Invalid value: {role_ref!r}: cannot change roleRef"))
+        # Upstream prints the internal Go struct with %#v.
+        go_ref = ", ".join(
+            f"{field}:{json.dumps(role_ref.get(key, ''))}"
+            for field, key in (("APIGroup", "apiGroup"), ("Kind", "kind"), ("Name", "name"))
+        )
+        causes.append(
+            ("roleRef", f"Invalid value: rbac.RoleRef{{{go_ref}}}: cannot change roleRef")
+        )
     for index, subject in enumerate(obj.get("subjects") or []):
         kind = subject.get("kind")
         if kind not in ("ServiceAccount", "User", "Group"):

@@ -1,0 +1,540 @@
+"""Zero-downtime credential rotation, with the Provider's own credentials.
+
+For each Provider the tool registered: create a new token Secret for the same service account on
+the registered cluster, wait for it, prove it, switch the provider Secret on the MTV host (guarded
+by its resourceVersion), wait until Forklift has re-tested it and reports Ready, and only then
+delete the old token Secret, which revokes the old token. A failure before the switch removes
+the new Secret; a Provider that is not Ready after the switch gets the old (still valid) token
+back. The Provider never holds a token that does not work.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mtv_register import errors, forklift, manifests
+from mtv_register.bootstrap import Change, Report, wait_for_token
+from mtv_register.kube import NAMESPACE, SECRET, Conflict, Kube, RetryPolicy
+from mtv_register.redaction import remember
+
+Obj = dict[str, Any]
+Clock = Callable[[], dt.datetime]
+ROTATION_TIMEOUT = 300.0
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Registration:
+    """What the host knows of one registered Provider: read from its Secret."""
+
+    provider: Obj
+    secret: Obj
+    url: str
+    token: str = field(repr=False)
+    ca_pem: str | None = field(repr=False)
+    insecure: bool
+    token_secret: tuple[str, str]  # (namespace, name) on the registered cluster
+    token_created: dt.datetime | None
+
+    @property
+    def name(self) -> str:
+        return str(self.provider["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.provider["metadata"]["namespace"])
+
+
+@dataclass
+class RotationResult:
+    provider: str
+    action: str  # rotated, recovered, skipped, failed, lost-race, would rotate
+    reason: str = ""
+    old_secret: str = ""
+    new_secret: str = ""
+    exit_code: int = 0
+
+
+def _decoded(secret: Obj, key: str) -> str:
+    raw = (secret.get("data") or {}).get(key)
+    return base64.b64decode(raw).decode() if raw else ""
+
+
+def _parse_time(stamp: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    except (TypeError, ValueError):
+        return None
+
+
+def _stamp(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_registration(host: Kube, provider: Obj) -> Registration:
+    ref = (provider.get("spec") or {}).get("secret") or {}
+    namespace = provider["metadata"]["namespace"]
+    secret = (
+        host.get(SECRET, ref.get("name", ""), ref.get("namespace") or namespace)
+        if ref.get("name")
+        else None
+    )
+    name = provider["metadata"]["name"]
+    if secret is None:
+        raise errors.PreflightError(
+            f'Provider "{namespace}/{name}" has no Secret on {host.context}',
+            fix="re-register it with mtv-register register",
+        )
+    annotations = secret["metadata"].get("annotations") or {}
+    ref_text = annotations.get(manifests.TOKEN_SECRET_ANNOTATION, "")
+    token_ns, _, token_name = ref_text.partition("/")
+    if not token_name:
+        raise errors.PreflightError(
+            f'the Secret of Provider "{namespace}/{name}" does not record its token Secret',
+            fix="re-register it with mtv-register register (older registrations lack it)",
+        )
+    ca_pem = (
+        _decoded(secret, manifests.PROVIDER_SECRET_CA_KEY)
+        or _decoded(secret, manifests.PROVIDER_SECRET_LEGACY_CA_KEY)
+        or None
+    )
+    return Registration(
+        provider=provider,
+        secret=secret,
+        url=_decoded(secret, manifests.PROVIDER_SECRET_URL_KEY) or provider["spec"].get("url", ""),
+        token=remember(_decoded(secret, manifests.PROVIDER_SECRET_TOKEN_KEY)),
+        ca_pem=ca_pem,
+        insecure=_decoded(secret, manifests.PROVIDER_SECRET_INSECURE_KEY) == "true",
+        token_secret=(token_ns, token_name),
+        token_created=_parse_time(annotations.get(forklift.TOKEN_CREATED_ANNOTATION, "")),
+    )
+
+
+def managed_providers(host: Kube, namespace: str, names: list[str] | None) -> list[Obj]:
+    providers = forklift.list_providers(host, namespace)
+    if names:
+        missing = [n for n in names if n not in providers]
+        if missing:
+            raise errors.UsageError(
+                f"no Provider {', '.join(missing)} in {namespace} on {host.context}",
+                fix=f"pick from: {', '.join(sorted(providers)) or 'none'}",
+            )
+        chosen = [providers[n] for n in names]
+        foreign = [p["metadata"]["name"] for p in chosen if not forklift.is_managed(p)]
+        if foreign:
+            raise errors.UsageError(
+                f"Provider {', '.join(foreign)} was not registered by mtv-register",
+                fix="rotate only the tool's Providers",
+            )
+        return chosen
+    return [p for _, p in sorted(providers.items()) if forklift.is_managed(p)]
+
+
+@dataclass(frozen=True)
+class RotateOptions:
+    max_age: dt.timedelta | None = None
+    max_age_label: str = ""  # as the user wrote it, for messages
+    dry_run: bool = False
+    timeout: float = ROTATION_TIMEOUT
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    clock: Clock = utc_now
+
+
+def rotate_provider(
+    host: Kube, provider: Obj, options: RotateOptions, report: Report
+) -> RotationResult:
+    registration = read_registration(host, provider)
+    name = registration.name
+    old_name = registration.token_secret[1]
+    if options.max_age is not None and registration.token_created is not None:
+        age = options.clock() - registration.token_created
+        if age < options.max_age:
+            from mtv_register.durations import format_duration
+
+            return RotationResult(
+                name,
+                "skipped",
+                f"token is {format_duration(age)} old, younger than "
+                f"--max-age {options.max_age_label or format_duration(options.max_age)}",
+                old_secret=old_name,
+            )
+    if options.dry_run:
+        return RotationResult(name, "would rotate", old_secret=old_name)
+    remote = Kube.from_token(
+        registration.url,
+        registration.token,
+        ca_pem=registration.ca_pem,
+        insecure=registration.insecure,
+        context=f"{name}'s cluster (as its service account)",
+        retry=options.retry,
+    )
+    try:
+        return _rotate(host, remote, registration, options, report)
+    finally:
+        remote.close()
+
+
+def _rotate(
+    host: Kube, remote: Kube, registration: Registration, options: RotateOptions, report: Report
+) -> RotationResult:
+    name = registration.name
+    old_ns, old_name = registration.token_secret
+    old = remote.get(SECRET, old_name, old_ns)
+    if old is None:
+        raise errors.PreflightError(
+            f'the token Secret "{old_ns}/{old_name}" of Provider "{name}" is gone from its '
+            "cluster, so its token no longer works",
+            fix="recover with --source-context/--destination-context (admin credentials)",
+        )
+    service_account = (old["metadata"].get("annotations") or {}).get(
+        manifests.SERVICE_ACCOUNT_NAME_ANNOTATION, ""
+    )
+    desired = manifests.token_secret(
+        service_account, old_ns, generate_name=manifests.token_secret_generate_name(service_account)
+    )
+    created = remote.create(SECRET, desired)
+    new_name = created["metadata"]["name"]
+    report(Change(remote.context, "Secret", new_name, old_ns, "created"))
+    switched = False
+    try:
+        issued = wait_for_token(remote, created, options.timeout)
+        prover = Kube.from_token(
+            registration.url,
+            issued.token,
+            ca_pem=registration.ca_pem,
+            insecure=registration.insecure,
+            context=remote.context,
+            retry=options.retry,
+        )
+        try:
+            prover.list(NAMESPACE, limit=1)
+        finally:
+            prover.close()
+        try:
+            _switch(
+                host,
+                registration.secret,
+                issued.token,
+                f"{old_ns}/{new_name}",
+                issued.created,
+                options.clock(),
+            )
+        except Conflict:
+            _remove(remote, new_name, old_ns, report)
+            return RotationResult(
+                name,
+                "lost-race",
+                "another run changed the provider Secret first; its rotation stands",
+                old_secret=old_name,
+            )
+        switched = True
+        report(
+            Change(
+                host.context,
+                "Secret",
+                registration.secret["metadata"]["name"],
+                registration.namespace,
+                "switched to the new token",
+            )
+        )
+        forklift.wait_ready(host, registration.namespace, name, options.timeout, retested=True)
+    except errors.MtvRegisterError as failure:
+        if switched:
+            _switch_back(host, registration, report)
+        _remove(remote, new_name, old_ns, report)
+        raise type(failure)(
+            f'rotation of Provider "{name}" failed and was rolled back: {failure.cause}',
+            fix=failure.fix,
+        ) from None
+    # Only now: deleting the old token Secret revokes the old token.
+    _remove(remote, old_name, old_ns, report)
+    return RotationResult(name, "rotated", old_secret=old_name, new_secret=new_name)
+
+
+def _switch(
+    host: Kube, secret: Obj, token: str, token_ref: str, created: str, now: dt.datetime
+) -> Obj:
+    updated = dict(secret)
+    updated["data"] = {
+        **(secret.get("data") or {}),
+        manifests.PROVIDER_SECRET_TOKEN_KEY: base64.b64encode(token.encode()).decode(),
+    }
+    annotations = {
+        **(secret["metadata"].get("annotations") or {}),
+        manifests.TOKEN_SECRET_ANNOTATION: token_ref,
+        forklift.TOKEN_CREATED_ANNOTATION: created,
+        manifests.ROTATED_AT_ANNOTATION: _stamp(now),
+    }
+    updated["metadata"] = {**secret["metadata"], "annotations": annotations}
+    return host.replace(SECRET, updated)  # carries the resourceVersion read at the start
+
+
+def _switch_back(host: Kube, registration: Registration, report: Report) -> None:
+    meta = registration.secret["metadata"]
+    for _ in range(5):
+        current = host.get(SECRET, meta["name"], meta["namespace"])
+        if current is None:
+            return
+        restored = dict(current)
+        restored["data"] = registration.secret.get("data")
+        restored["metadata"] = {
+            **current["metadata"],
+            "annotations": registration.secret["metadata"].get("annotations") or {},
+        }
+        try:
+            host.replace(SECRET, restored)
+        except Conflict:
+            continue
+        report(
+            Change(
+                host.context,
+                "Secret",
+                meta["name"],
+                meta["namespace"],
+                "switched back to the old token",
+            )
+        )
+        return
+
+
+def _remove(remote: Kube, name: str, namespace: str, report: Report) -> None:
+    try:
+        if remote.delete(SECRET, name, namespace):
+            report(Change(remote.context, "Secret", name, namespace, "deleted"))
+    except errors.MtvRegisterError:
+        report(Change(remote.context, "Secret", name, namespace, "could not be deleted"))
+
+
+def rotate_all(
+    host: Kube,
+    namespace: str,
+    names: list[str] | None,
+    options: RotateOptions,
+    report: Report,
+    *,
+    parallel: int = 4,
+    recovery: Callable[[Obj], Kube | None] | None = None,
+) -> list[RotationResult]:
+    """Rotate each chosen Provider; one failure never stops the others. `recovery` gives an
+    admin client for a Provider whose token is already dead (or None)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    providers = managed_providers(host, namespace, names)
+
+    def failed(provider: Obj, failure: errors.MtvRegisterError) -> RotationResult:
+        return RotationResult(
+            provider["metadata"]["name"], "failed", failure.line(), exit_code=failure.exit_code
+        )
+
+    def one(provider: Obj) -> RotationResult:
+        try:
+            return rotate_provider(host, provider, options, report)
+        except (errors.AuthenticationFailed, errors.PreflightError) as failure:
+            admin = recovery(provider) if recovery is not None else None
+            if admin is None:
+                return failed(provider, failure)
+            try:
+                return recover_provider(host, admin, provider, options, report)
+            except errors.MtvRegisterError as second:
+                return failed(provider, second)
+        except errors.MtvRegisterError as failure:
+            return failed(provider, failure)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(providers) or 1))) as pool:
+        return list(pool.map(one, providers))
+
+
+def recover_provider(
+    host: Kube, admin: Kube, provider: Obj, options: RotateOptions, report: Report
+) -> RotationResult:
+    """When the Provider's token is already dead: re-bootstrap its cluster with admin
+    credentials, switch the provider Secret to the new token, then clear old token Secrets."""
+    from mtv_register.bootstrap import RemoteSpec, bootstrap
+
+    registration = read_registration(host, provider)
+    token_ns, token_name = registration.token_secret
+    service_account = service_account_of(token_name)
+    spec = RemoteSpec(service_account=service_account, namespace=token_ns)
+    if options.dry_run:
+        return RotationResult(registration.name, "would recover", old_secret=token_name)
+    issued = bootstrap(admin, spec, report, timeout=options.timeout)
+    ref = f"{issued.namespace}/{issued.secret_name}"
+    if registration.token != issued.token:
+        _switch(host, registration.secret, issued.token, ref, issued.created, options.clock())
+        report(
+            Change(
+                host.context,
+                "Secret",
+                registration.secret["metadata"]["name"],
+                registration.namespace,
+                "switched to the recovered token",
+            )
+        )
+    forklift.wait_ready(
+        host, registration.namespace, registration.name, options.timeout, retested=True
+    )
+    selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
+    for secret in admin.list(SECRET, token_ns, label_selector=selector).get("items", []):
+        annotations = secret["metadata"].get("annotations") or {}
+        if annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION) == service_account and (
+            secret["metadata"]["name"] != issued.secret_name
+        ):
+            _remove(admin, secret["metadata"]["name"], token_ns, report)
+    return RotationResult(
+        registration.name, "recovered", old_secret=token_name, new_secret=issued.secret_name
+    )
+
+
+def service_account_of(token_secret_name: str) -> str:
+    """`<sa>-token` or `<sa>-token-<suffix>` (the documented names) -> `<sa>`."""
+    base, found, _ = token_secret_name.rpartition(manifests.TOKEN_SECRET_SUFFIX)
+    return base if found and base else token_secret_name
+
+
+# -- the schedule ----------------------------------------------------------------------------------
+
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?]+$")
+_CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+
+def check_cron(expression: str) -> None:
+    fields = expression.split()
+    if expression.strip() in _CRON_MACROS:
+        return
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise errors.UsageError(
+            f'--every "{expression}" is not a cron schedule',
+            fix='give five fields, e.g. "0 3 * * *" (03:00 daily), or @daily',
+        )
+
+
+def schedule_manifests(namespace: str, *, every: str, max_age: str, image: str) -> list[Obj]:
+    return [
+        manifests.rotator_service_account(namespace),
+        manifests.rotator_role(namespace),
+        manifests.rotator_role_binding(namespace),
+        manifests.rotation_cron_job(namespace, schedule=every, max_age=max_age, image=image),
+    ]
+
+
+def schedule(
+    host: Kube, namespace: str, *, every: str, max_age: str, image: str, report: Report
+) -> list[Obj]:
+    """Create or update the rotation CronJob and the least-privileged identity it runs as."""
+    from mtv_register.bootstrap import ensure
+    from mtv_register.kube import CRON_JOB, ROLE, ROLE_BINDING, SERVICE_ACCOUNT
+
+    check_cron(every)
+    wanted = schedule_manifests(namespace, every=every, max_age=max_age, image=image)
+    kinds = (SERVICE_ACCOUNT, ROLE, ROLE_BINDING, CRON_JOB)
+    same = {
+        "ServiceAccount": lambda e, d: True,
+        "Role": lambda e, d: e.get("rules") == d["rules"],
+        "RoleBinding": lambda e, d: (
+            e.get("subjects") == d["subjects"] and e.get("roleRef") == d["roleRef"]
+        ),
+        "CronJob": lambda e, d: _cron_spec(e) == _cron_spec(d),
+    }
+
+    def merge(existing: Obj, desired: Obj) -> Obj:
+        merged = {**existing, **{k: v for k, v in desired.items() if k != "metadata"}}
+        merged["metadata"] = {
+            **existing["metadata"],
+            "labels": {
+                **(existing["metadata"].get("labels") or {}),
+                **desired["metadata"]["labels"],
+            },
+        }
+        return merged
+
+    return [
+        ensure(host, kind, obj, report, same=same[kind.kind], merge=merge)
+        for kind, obj in zip(kinds, wanted, strict=True)
+    ]
+
+
+def _cron_spec(obj: Obj) -> tuple[Any, ...]:
+    spec = obj.get("spec") or {}
+    template = (spec.get("jobTemplate") or {}).get("spec", {}).get("template", {}).get("spec", {})
+    container = (template.get("containers") or [{}])[0]
+    return (
+        spec.get("schedule"),
+        spec.get("concurrencyPolicy"),
+        container.get("image"),
+        container.get("args"),
+        template.get("serviceAccountName"),
+    )
+
+
+def unschedule(host: Kube, namespace: str, report: Report) -> None:
+    from mtv_register.kube import CRON_JOB, ROLE, ROLE_BINDING, SERVICE_ACCOUNT
+
+    for kind in (CRON_JOB, ROLE_BINDING, ROLE, SERVICE_ACCOUNT):
+        name = manifests.ROTATION_CRONJOB if kind is CRON_JOB else manifests.ROTATOR_NAME
+        obj = host.get(kind, name, namespace)
+        if obj is None:
+            continue
+        if not forklift.is_managed(obj):
+            report(
+                Change(
+                    host.context, kind.kind, name, namespace, "kept (not managed by mtv-register)"
+                )
+            )
+            continue
+        if host.delete(kind, name, namespace, uid=obj["metadata"]["uid"]):
+            report(Change(host.context, kind.kind, name, namespace, "deleted"))
+
+
+def open_host(
+    *, kubeconfig: str | None, host: str | None, in_cluster: bool, retry: RetryPolicy | None = None
+) -> Kube:
+    """The MTV host: the pod's own identity, or a kubeconfig context (default: current)."""
+    from mtv_register import clusters
+
+    if in_cluster:
+        return clusters.in_cluster(retry=retry)
+    config = clusters.load_kubeconfig(kubeconfig)
+    context = host or config.data.get("current-context")
+    if not context:
+        raise errors.UsageError(
+            "no --host and no current-context in the kubeconfig",
+            fix="pass --host CONTEXT (or --in-cluster in a pod)",
+        )
+    return clusters.connect(config, str(context), retry=retry)
+
+
+def recovery_for(
+    kubeconfig: str | None, contexts: list[str], retry: RetryPolicy | None = None
+) -> Callable[[Obj], Kube | None]:
+    """Admin clients for dead-token recovery: a context serves the Provider named after it,
+    or the one whose URL is the context's server URL."""
+    from mtv_register import clusters
+
+    if not contexts:
+        return lambda provider: None
+    config = clusters.load_kubeconfig(kubeconfig)
+    for context in contexts:
+        if context not in config.contexts:
+            raise errors.KubeconfigError(
+                f'context "{context}" is not in {config.path}',
+                fix=f"use one of: {', '.join(config.contexts)}",
+            )
+
+    def pick(provider: Obj) -> Kube | None:
+        name = provider["metadata"]["name"]
+        url = (provider.get("spec") or {}).get("url", "")
+        for context in contexts:
+            server = str(config.cluster_of(context).get("server", ""))
+            if name == manifests.provider_name(context) or (url and url == server):
+                return clusters.connect(config, context, retry=retry)
+        return None
+
+    return pick
