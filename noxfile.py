@@ -37,3 +37,11 @@ def demo(session: nox.Session) -> None:
     """The Quickstart's main job: register a pair on the embedded sandbox and show it."""
     session.install("-e", ".")
     session.run("mtv-register", "sandbox", "demo")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Side-by-side measurements; writes benchmarks/results.json and docs/benchmarks.md."""
+    session.run("bash", ".ci/install-kubectl", external=True)
+    session.install("-e", ".", "matplotlib")
+    session.run("python", "-m", "benchmarks.bench", *session.posargs)

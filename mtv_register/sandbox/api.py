@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from mtv_register.sandbox import protobuf, reviews, status, validation
-from mtv_register.sandbox.patch import STRATEGIC_MERGE_PATCH, PatchError, apply_patch
+from mtv_register.sandbox.patch import (
+    APPLY_PATCH,
+    JSON_PATCH,
+    MERGE_PATCH,
+    STRATEGIC_MERGE_PATCH,
+    PatchError,
+    apply_patch,
+)
 from mtv_register.sandbox.rbac import Attributes, UserInfo
 from mtv_register.sandbox.request import Request, RequestInfo, Response
 from mtv_register.sandbox.resources import (
@@ -42,6 +49,8 @@ VERSION = {
     "platform": "linux/amd64",
 }
 MAX_WATCH_SECONDS = 1800
+# Kinds whose registry sets ReturnDeletedObject: DELETE answers with the object, not a Status.
+RETURNS_DELETED_OBJECT = frozenset({"Pod", "ServiceAccount", "StorageClass"})
 
 
 # -- non-resource paths ----------------------------------------------------------------------
@@ -118,7 +127,7 @@ def decode_body(req: Request) -> Obj:
         elif media in ("application/yaml", "application/x-yaml", "text/yaml"):
             value = yaml.safe_load(req.body) or {}
         else:
-            raise status.unsupported_media_type(media)
+            raise status.unsupported_media_type()
     except (ValueError, yaml.YAMLError) as err:
         raise status.bad_request(f"the body of the request could not be decoded: {err}") from None
     if not isinstance(value, dict):
@@ -267,17 +276,27 @@ def _watch(
             since = int(raw_rv)
         except ValueError:
             raise status.bad_request(f'invalid resource version "{raw_rv}"') from None
-    events = cluster.store.watch(
-        rtype,
-        namespace,
-        since,
-        label_selector=labels,
-        field_selector=fields,
-        timeout=timeout,
-        stopped=lambda: cluster.stopping,
-    )
+    expired: status.ApiError | None = None
+    try:
+        events = cluster.store.watch(
+            rtype,
+            namespace,
+            since,
+            label_selector=labels,
+            field_selector=fields,
+            timeout=timeout,
+            stopped=lambda: cluster.stopping,
+        )
+    except status.ApiError as err:
+        if err.code != 410:
+            raise
+        # As the cacher's errWatcher: a parsed but compacted resourceVersion is a 200 whose
+        # stream holds one ERROR event, not an HTTP 410.
+        events, expired = iter(()), err
 
     def stream() -> Any:
+        if expired is not None:
+            yield json.dumps({"type": "ERROR", "object": expired.status()}).encode() + b"\n"
         for obj in initial:
             yield json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n"
         try:
@@ -374,18 +393,30 @@ def _patch(
     cluster: Cluster, req: Request, info: RequestInfo, rtype: ResourceType, ns: str, user: UserInfo
 ) -> Response:
     media = req.content_type.split(";")[0].strip()
-    if media == STRATEGIC_MERGE_PATCH and rtype not in BUILTIN_TYPES:
-        # Custom resources have no Go struct to carry patch strategies: the server refuses it.
-        raise status.unsupported_media_type(media)
+    # Custom resources have no Go struct to carry patch strategies: no strategic merge for them.
+    accepted = (
+        (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH)
+        if rtype in BUILTIN_TYPES
+        else (JSON_PATCH, MERGE_PATCH, APPLY_PATCH)
+    )
+    if media not in accepted:
+        raise status.unsupported_media_type(accepted)
     for attempt in range(5):
         current = cluster.store.get(rtype, ns, info.name)
         try:
             patched = apply_patch(current, req.body, media)
         except PatchError as err:
             if err.reason == "UnsupportedMediaType":
-                raise status.unsupported_media_type(media) from None
+                raise status.unsupported_media_type(accepted) from None
             if err.reason == "Invalid":
-                raise status.ApiError(422, "Invalid", str(err)) from None
+                # Upstream answers a patch that does not apply with a generic 422, the
+                # patch library's own error left out (NewGenericServerResponse).
+                raise status.ApiError(
+                    422,
+                    "Invalid",
+                    "the server rejected our request due to an error in our request",
+                    details={},
+                ) from None
             raise status.bad_request(str(err)) from None
         headers: dict[str, str] = {}
         patched.setdefault("metadata", {})
@@ -410,9 +441,20 @@ def _delete(
     options = _delete_options(req)
     current = cluster.store.get(rtype, ns, info.name)
     preconditions = options.get("preconditions") or {}
-    for key in ("uid", "resourceVersion"):
-        if preconditions.get(key) and preconditions[key] != current["metadata"].get(key):
-            raise status.conflict(rtype.plural, rtype.group, info.name)
+    for key, label, what in (
+        ("uid", "UID", "deleted and then recreated"),
+        ("resourceVersion", "ResourceVersion", "modified"),
+    ):
+        wanted, actual = preconditions.get(key), current["metadata"].get(key)
+        if wanted and wanted != actual:
+            # rest.BeforeDelete names the kind, not the resource, in this one message.
+            raise status.conflict(
+                rtype.kind,
+                rtype.group,
+                info.name,
+                f"the {label} in the precondition ({wanted}) does not match the {label} in "
+                f"record ({actual}). The object might have been {what}",
+            )
     if _dry_run(req):
         return Response(200, current)
     policy = options.get("propagationPolicy") or req.query.get("propagationPolicy") or ""
@@ -435,6 +477,8 @@ def _delete(
         cluster.orphan_dependents(meta["uid"])
     deleted = cluster.store.delete(rtype, ns, info.name)
     cluster.after_delete(rtype, deleted)
+    if rtype.kind in RETURNS_DELETED_OBJECT:
+        return Response(200, deleted)
     details: Obj = {"name": info.name, "kind": rtype.plural, "uid": deleted["metadata"]["uid"]}
     if rtype.group:
         details["group"] = rtype.group

@@ -41,6 +41,7 @@ class Cluster:
         self.url = ""  # set when the server listens
         self.admin_token = self.tokens.add_static(ADMIN_USER, ("system:masters",))
         self.lock = threading.RLock()
+        self.token_filled_at: dict[tuple[str, str], float] = {}
 
     # -- lookups ---------------------------------------------------------------------------
 

@@ -139,6 +139,8 @@ class Controllers:
         )
         current["metadata"].setdefault("annotations", {})[SA_UID] = account["metadata"]["uid"]
         self.cluster.store.update(self._secrets, current)
+        # When each token was filled, so benchmarks can measure how soon a client notices.
+        self.cluster.token_filled_at[(meta["namespace"], meta["name"])] = time.monotonic()
 
     def _revoke_tokens_of(self, account: Obj) -> None:
         namespace = account["metadata"]["namespace"]

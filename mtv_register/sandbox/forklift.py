@@ -36,6 +36,7 @@ CONNECTION_TEST_PATHS = (
     "/apis/instancetype.kubevirt.io/v1beta1/virtualmachineclusterinstancetypes",
 )
 WEBHOOK = "secret-admitter.forklift.konveyor.io"
+FORKLIFT_USER_AGENT = "forklift-controller (mtv-register sandbox)"
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,11 @@ def connection_test(
             connection.request(
                 "GET",
                 f"{parts.path.rstrip('/')}{path}?limit=1",
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Accept": "application/json",
+                    "User-Agent": FORKLIFT_USER_AGENT,
+                },
             )
             response = connection.getresponse()
             body = response.read()

@@ -73,12 +73,15 @@ def already_exists(resource: str, group: str, name: str) -> ApiError:
     )
 
 
-def conflict(resource: str, group: str, name: str) -> ApiError:
+def conflict(resource: str, group: str, name: str, cause: str = "") -> ApiError:
+    cause = cause or (
+        "the object has been modified; please apply your changes to the latest version and "
+        "try again"
+    )
     return ApiError(
         409,
         "Conflict",
-        f'Operation cannot be fulfilled on {qualified(resource, group)} "{name}": the object has '
-        "been modified; please apply your changes to the latest version and try again",
+        f'Operation cannot be fulfilled on {qualified(resource, group)} "{name}": {cause}',
         details=_details(resource, group, name),
     )
 
@@ -149,13 +152,16 @@ def gone(message: str) -> ApiError:
     return ApiError(410, "Expired", message)
 
 
-def unsupported_media_type(content_type: str) -> ApiError:
+BODY_MEDIA_TYPES = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+
+
+def unsupported_media_type(accepted: tuple[str, ...] = BODY_MEDIA_TYPES) -> ApiError:
+    """415, listing what the endpoint accepts (negotiation.NewUnsupportedMediaTypeError)."""
     return ApiError(
         415,
         "UnsupportedMediaType",
-        f"the body of the request was in an unknown format - accepted media types "
-        f"include: application/json, application/yaml, "
-        f'application/vnd.kubernetes.protobuf (got "{content_type}")',
+        "the body of the request was in an unknown format - accepted media types include: "
+        + ", ".join(accepted),
     )
 
 

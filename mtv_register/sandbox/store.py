@@ -263,6 +263,7 @@ class Store:
             "name",
             "generation",
             "deletionTimestamp",
+            "deletionGracePeriodSeconds",
         ):
             if immutable in kept:
                 updated["metadata"][immutable] = kept[immutable]
@@ -287,8 +288,13 @@ class Store:
             current = self._objects.get(key)
             if current is None:
                 raise status.not_found(rtype.plural, rtype.group, name)
-            current["metadata"]["deletionTimestamp"] = when
-            current["metadata"]["resourceVersion"] = self._next_rv()
+            meta = current["metadata"]
+            if rtype.has_generation and not meta.get("deletionTimestamp"):
+                meta["generation"] = meta.get("generation", 1) + 1
+            meta["deletionTimestamp"] = when
+            if rtype.kind != "Namespace":
+                meta["deletionGracePeriodSeconds"] = 0  # as the registry's markAsDeleting
+            meta["resourceVersion"] = self._next_rv()
             event = self._commit("MODIFIED", rtype, current)
         self._notify(event)
 

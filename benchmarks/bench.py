@@ -1,0 +1,230 @@
+"""`nox -s bench`: mtv-register measured against what a user would do instead, side by side, in
+one run on one machine. Writes benchmarks/results.json, docs/benchmarks.md, docs/benchmarks.png.
+
+Every figure is a median of RUNS runs after a warm-up; comparisons are ratios within this run,
+never absolute targets, because the machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtv_register.sandbox import Sandbox
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+TOKEN_DELAY = float(os.environ.get("BENCH_TOKEN_DELAY", "0.5"))
+FLEET = int(os.environ.get("BENCH_FLEET", "50"))
+FLEET_PARALLEL = int(os.environ.get("BENCH_FLEET_PARALLEL", "10"))
+MUTATING = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def tool() -> list[str]:
+    script = shutil.which("mtv-register")
+    return [script] if script else [sys.executable, "-m", "mtv_register"]
+
+
+def run_env(kubeconfig: Path | None, home: Path) -> dict[str, str]:
+    env = {**os.environ, "HOME": str(home), "KUBECACHEDIR": str(home / "cache")}
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    return env
+
+
+def timed_process(command: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one child process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - start
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(command[:3])} failed: {stderr.strip()[-500:]}")
+    return elapsed, usage.ru_maxrss
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(samples), "worst": max(samples), "runs": len(samples)}
+
+
+# -- one pair, against the seed's procedure with kubectl ------------------------------------------
+
+
+def seed_files(work: Path) -> None:
+    text = (ROOT / "tests" / "data" / "seed_procedure.txt").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    (work / "role.yaml").write_text(blocks[0])
+    (work / "secret.yaml").write_text(blocks[1])
+
+
+def tool_requests(sandbox: Sandbox, marks: dict[str, int]) -> list[dict[str, Any]]:
+    """The audit events of requests mtv-register made (Forklift's own are left out)."""
+    return [event for context, cluster in sandbox.clusters.items()
+            for event in cluster.cluster.audit.since(marks[context])
+            if event.get("userAgent", "").startswith("mtv-register")]
+
+
+def bench_pair() -> dict[str, Any]:
+    tool_times: list[float] = []
+    manual_times: list[float] = []
+    requests: list[int] = []
+    rerun_mutating: list[int] = []
+    for attempt in range(RUNS + 1):
+        with tempfile.TemporaryDirectory() as folder:
+            work = Path(folder)
+            home = work / "home"
+            home.mkdir()
+            with Sandbox(mtv_on="separate", token_delay=TOKEN_DELAY) as sandbox:
+                kubeconfig = sandbox.write_kubeconfig(work / "kubeconfig")
+                marks = {c: s.cluster.audit.mark() for c, s in sandbox.clusters.items()}
+                command = [*tool(), "register", "--source", "source", "--destination",
+                           "destination", "--host", "mtv", "--kubeconfig", str(kubeconfig),
+                           "--yes"]
+                elapsed, _ = timed_process(command, run_env(kubeconfig, home))
+                first = tool_requests(sandbox, marks)
+                marks = {c: s.cluster.audit.mark() for c, s in sandbox.clusters.items()}
+                timed_process(command, run_env(kubeconfig, home))
+                again = tool_requests(sandbox, marks)
+            with Sandbox(mtv_on="separate", token_delay=TOKEN_DELAY) as sandbox:
+                kubeconfig = sandbox.write_kubeconfig(work / "kubeconfig-manual")
+                seed_files(work)
+                manual, _ = timed_process(
+                    ["bash", str(ROOT / "benchmarks" / "manual_procedure.sh"), str(work)],
+                    run_env(kubeconfig, home))
+        if attempt == 0:
+            continue  # warm-up: caches, imports, page cache
+        tool_times.append(elapsed)
+        manual_times.append(manual)
+        requests.append(len(first))
+        rerun_mutating.append(sum(1 for e in again if e["verb"] in MUTATING))
+    return {
+        "pair_seconds": summary(tool_times),
+        "manual_kubectl_seconds": summary(manual_times),
+        "requests_per_pair": max(requests),
+        "mutating_requests_on_rerun": max(rerun_mutating),
+        "token_delay_seconds": TOKEN_DELAY,
+    }
+
+
+# -- how soon a filled token is noticed -----------------------------------------------------------
+
+
+def bench_token_notice() -> dict[str, Any]:
+    from mtv_register import clusters, manifests
+    from mtv_register.bootstrap import wait_for_token
+    from mtv_register.kube import NAMESPACE, SECRET, SERVICE_ACCOUNT
+
+    results: dict[str, Any] = {}
+    for delay in (0.0, 0.05, 0.5, 2.0):
+        samples = []
+        with tempfile.TemporaryDirectory() as folder, Sandbox(token_delay=delay) as sandbox:
+            kubeconfig = sandbox.write_kubeconfig(Path(folder) / "kubeconfig")
+            kube = clusters.connect(clusters.load_kubeconfig(kubeconfig), "source")
+            kube.create(NAMESPACE, manifests.namespace("bench"))
+            kube.create(SERVICE_ACCOUNT, manifests.service_account("bench", "bench"))
+            for run in range(RUNS + 1):
+                secret = kube.create(SECRET, manifests.token_secret("bench", "bench",
+                                                                    name=f"bench-{run}"))
+                wait_for_token(kube, secret, 30)
+                noticed = time.monotonic()
+                filled = sandbox["source"].cluster.token_filled_at[("bench", f"bench-{run}")]
+                if run:
+                    samples.append((noticed - filled) * 1000)
+            kube.close()
+        results[f"{int(delay * 1000)}ms"] = summary(samples)
+    return results
+
+
+# -- start-up -------------------------------------------------------------------------------------
+
+
+def bench_help() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        home = Path(folder)
+        env = run_env(None, home)
+        helps, kubectls = [], []
+        for attempt in range(RUNS + 1):
+            help_time, _ = timed_process([*tool(), "--help"], env)
+            kubectl_time, _ = timed_process(["kubectl", "version", "--client"], env)
+            if attempt:
+                helps.append(help_time)
+                kubectls.append(kubectl_time)
+    return {"help_seconds": summary(helps), "kubectl_client_seconds": summary(kubectls)}
+
+
+# -- a fleet of clusters into one host ------------------------------------------------------------
+
+
+def bench_fleet() -> dict[str, Any]:
+    results: dict[str, Any] = {"clusters": FLEET, "parallel": FLEET_PARALLEL}
+    for label, parallel in (("fleet_parallel", FLEET_PARALLEL), ("fleet_serial", 1)):
+        with tempfile.TemporaryDirectory() as folder:
+            work = Path(folder)
+            (work / "home").mkdir()
+            with Sandbox(sources=FLEET, token_delay=TOKEN_DELAY) as sandbox:
+                kubeconfig = sandbox.write_kubeconfig(work / "kubeconfig")
+                pairs = [{"source": s, "destination": "destination"} for s in sandbox.sources]
+                (work / "pairs.yaml").write_text(yaml.safe_dump({"pairs": pairs}))
+                command = [*tool(), "register", "--pairs", str(work / "pairs.yaml"),
+                           "--parallel", str(parallel), "--kubeconfig", str(kubeconfig),
+                           "--yes", "--output", "json"]
+                elapsed, peak_kib = timed_process(command, run_env(kubeconfig, work / "home"))
+        results[f"{label}_seconds"] = elapsed
+        results[f"{label}_peak_mb"] = peak_kib / 1024
+    return results
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        model = next(line.split(":", 1)[1].strip()
+                     for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor()
+    kubectl = subprocess.run(["kubectl", "version", "--client"], capture_output=True,
+                             text=True, check=False).stdout.splitlines()[:1]
+    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": model,
+            "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "kubectl": kubectl[0] if kubectl else "",
+            "runs": RUNS}
+
+
+def main() -> None:
+    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("help", bench_help), ("token_notice_ms", bench_token_notice), ("pair", bench_pair),
+        ("fleet", bench_fleet)]
+    results: dict[str, Any] = {"machine": machine()}
+    for name, step in steps:
+        print(f"bench: {name} ...", flush=True)
+        started = time.perf_counter()
+        results[name] = step()
+        print(f"bench: {name} done in {time.perf_counter() - started:.1f}s", flush=True)
+    (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    from benchmarks.report import write_report
+
+    write_report(results, ROOT / "docs")
+    print("bench: wrote benchmarks/results.json, docs/benchmarks.md, docs/benchmarks.png")
+
+
+if __name__ == "__main__":
+    main()
