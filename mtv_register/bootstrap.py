@@ -133,7 +133,10 @@ def ensure(
 def _labels_kept(existing: Obj, desired: Obj) -> Obj:
     merged = dict(existing)
     meta = dict(existing["metadata"])
-    meta["labels"] = {**(meta.get("labels") or {}), **(desired["metadata"].get("labels") or {})}
+    wanted = dict(desired["metadata"].get("labels") or {})
+    if not _managed(existing):
+        wanted.pop(manifests.MANAGED_BY_LABEL, None)  # never claim what someone else made
+    meta["labels"] = {**(meta.get("labels") or {}), **wanted}
     merged["metadata"] = meta
     return merged
 
@@ -284,7 +287,7 @@ def wait_for_token(kube: Kube, secret: Obj, timeout: float) -> IssuedToken:
         pass
     raise errors.WaitTimeout(
         f'the token Secret "{name}" in namespace "{namespace}" on {kube.context} was not filled '
-        f"within {timeout:g}s",
+        f"within {timeout:.1f}s",  # the rest of the run's deadline, rounded
         fix="check that the cluster's token controller (kube-controller-manager) is running, "
         "or raise --timeout",
     )

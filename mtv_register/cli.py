@@ -726,7 +726,13 @@ def rotate(
 
         kube = open_host(kubeconfig=config_path, host=host, in_cluster=in_cluster)
         try:
-            namespace = forklift.find_mtv_namespace(kube, mtv_namespace)
+            # The CronJob's pod runs in the namespace `schedule` checked, and its Role grants
+            # nothing on Namespace objects: there, take the namespace as given.
+            namespace = (
+                mtv_namespace
+                if in_cluster and mtv_namespace
+                else forklift.find_mtv_namespace(kube, mtv_namespace)
+            )
             recovery = recovery_for(
                 config_path, [c for c in (source_context, destination_context) if c]
             )

@@ -6,18 +6,30 @@ to the Provider, so deleting the Provider removes the Secret.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from mtv_register import errors, manifests
 from mtv_register.bootstrap import Change, Report
-from mtv_register.kube import NAMESPACE, PROVIDER, SECRET, Conflict, Kube, NotFound, Transient
+from mtv_register.kube import (
+    NAMESPACE,
+    PROVIDER,
+    SECRET,
+    AlreadyExists,
+    Conflict,
+    Kube,
+    NotFound,
+    Transient,
+)
 from mtv_register.redaction import remember
 
 Obj = dict[str, Any]
 URL_ANNOTATION = "mtv-register.konveyor.io/url"
 TOKEN_CREATED_ANNOTATION = "mtv-register.konveyor.io/token-created"
+RETEST_ANNOTATION = "mtv-register.konveyor.io/retest-requested-at"
 FAILURE_CONDITIONS = (
     "ConnectionAuthFailed",
     "ConnectionTestFailed",
@@ -142,12 +154,33 @@ def ensure_provider(
     return provider, secret_changed
 
 
+@contextlib.contextmanager
+def _forklift_admission(kube: Kube, meta: Obj) -> Iterator[None]:
+    """Forklift's webhook tests a provider Secret's token on every write: its refusal is Forklift
+    rejecting the credentials, not a permission the user lacks."""
+    try:
+        yield
+    except errors.MtvRegisterError as error:
+        if "admission webhook" not in error.cause:
+            raise
+        raise errors.ProviderNotReady(
+            f'Forklift refused the provider Secret "{meta["namespace"]}/{meta["name"]}" on '
+            f"{kube.context} (ConnectionAuthFailed): {error.cause}",
+            fix="the token does not authenticate at the provider URL (revoked, or the URL is "
+            "another cluster's): re-run to issue a fresh token, or check the URL",
+        ) from None
+
+
 def _ensure_secret(kube: Kube, desired: Obj, report: Report) -> bool:
     meta = desired["metadata"]
     for _ in range(5):
         existing = kube.get(SECRET, meta["name"], meta["namespace"])
         if existing is None:
-            kube.create(SECRET, desired)
+            try:
+                with _forklift_admission(kube, meta):
+                    kube.create(SECRET, desired)
+            except AlreadyExists:
+                continue  # ours from a lost answer, or another run's: compare it
             report(Change(kube.context, "Secret", meta["name"], meta["namespace"], "created"))
             return True
         if not is_managed(existing):
@@ -178,7 +211,8 @@ def _ensure_secret(kube: Kube, desired: Obj, report: Report) -> bool:
             },
         }
         try:
-            kube.replace(SECRET, updated)  # guarded by the resourceVersion just read
+            with _forklift_admission(kube, meta):
+                kube.replace(SECRET, updated)  # guarded by the resourceVersion just read
         except Conflict:
             continue
         report(Change(kube.context, "Secret", meta["name"], meta["namespace"], "updated"))
@@ -192,9 +226,16 @@ def _ensure_secret(kube: Kube, desired: Obj, report: Report) -> bool:
 def _ensure_provider_object(kube: Kube, desired: Obj, existing: Obj | None, report: Report) -> Obj:
     meta = desired["metadata"]
     if existing is None:
-        created = kube.create(PROVIDER, desired)
-        report(Change(kube.context, "Provider", meta["name"], meta["namespace"], "created"))
-        return created
+        try:
+            created = kube.create(PROVIDER, desired)
+        except AlreadyExists:
+            existing = kube.get(PROVIDER, meta["name"], meta["namespace"])
+            if existing is None:
+                raise
+            check_name_free(existing, meta["name"], desired["spec"]["url"], kube.context)
+        else:
+            report(Change(kube.context, "Provider", meta["name"], meta["namespace"], "created"))
+            return created
     spec = existing.get("spec") or {}
     wanted = desired["spec"]
     if all(spec.get(k) == wanted[k] for k in ("type", "url", "secret")) and (
@@ -217,22 +258,32 @@ def _ensure_provider_object(kube: Kube, desired: Obj, existing: Obj | None, repo
 
 def _ensure_owner(kube: Kube, secret: Obj, provider: Obj, report: Report) -> None:
     meta = secret["metadata"]
-    current = kube.get(SECRET, meta["name"], meta["namespace"])
-    if current is None:
-        return
-    owners = current["metadata"].get("ownerReferences") or []
     uid = provider["metadata"]["uid"]
-    if any(ref.get("uid") == uid for ref in owners):
-        return
-    kept = [ref for ref in owners if ref.get("kind") != "Provider"]
-    patch = {
-        "metadata": {
-            "ownerReferences": [*kept, manifests.owner_reference(provider)],
-            "resourceVersion": current["metadata"]["resourceVersion"],
+    for attempt in range(5):
+        current = kube.get(SECRET, meta["name"], meta["namespace"])
+        if current is None:
+            return
+        owners = current["metadata"].get("ownerReferences") or []
+        if any(ref.get("uid") == uid for ref in owners):
+            return
+        kept = [ref for ref in owners if ref.get("kind") != "Provider"]
+        patch = {
+            "metadata": {
+                "ownerReferences": [*kept, manifests.owner_reference(provider)],
+                "resourceVersion": current["metadata"]["resourceVersion"],
+            }
         }
-    }
-    kube.patch(SECRET, meta["name"], patch, meta["namespace"])
-    report(Change(kube.context, "Secret", meta["name"], meta["namespace"], "owned by its Provider"))
+        try:
+            with _forklift_admission(kube, meta):
+                kube.patch(SECRET, meta["name"], patch, meta["namespace"])
+        except Conflict:
+            if attempt == 4:
+                raise
+            continue  # changed meanwhile (or our own patch whose answer was lost): re-read
+        report(
+            Change(kube.context, "Secret", meta["name"], meta["namespace"], "owned by its Provider")
+        )
+        return
 
 
 # -- Forklift's verdict --------------------------------------------------------------------------
@@ -329,6 +380,20 @@ def _next_change(kube: Kube, provider: Obj, timeout: float) -> tuple[str, Obj | 
     except Transient:
         pass
     return "", None
+
+
+def request_retest(kube: Kube, namespace: str, name: str, report: Report) -> None:
+    """Forklift tests a Provider again when its Secret changes: after the cause of a failed
+    verdict was repaired elsewhere (an edited ClusterRole), nothing else would make it look."""
+    import datetime as dt
+
+    secret = secret_name_for(name)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    with _forklift_admission(kube, {"name": secret, "namespace": namespace}):
+        kube.patch(
+            SECRET, secret, {"metadata": {"annotations": {RETEST_ANNOTATION: stamp}}}, namespace
+        )
+    report(Change(kube.context, "Secret", secret, namespace, "touched: Forklift tests it again"))
 
 
 def delete_provider(kube: Kube, namespace: str, name: str, report: Report) -> None:

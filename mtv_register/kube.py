@@ -274,16 +274,24 @@ class Kube:
         content_type: str = "application/json",
     ) -> Obj:
         params = {k: v for k, v in (query or {}).items() if v}
-        for attempt in tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(Transient),
-            stop=tenacity.stop_after_attempt(self.retry.attempts),
-            wait=self._wait,
-            reraise=True,
-        ):
-            with attempt:
-                response = self._send(method, path, params, body, content_type)
-                data = response.data
-                return json.loads(data) if data else {}
+        try:
+            for attempt in tenacity.Retrying(
+                retry=tenacity.retry_if_exception_type(Transient),
+                stop=tenacity.stop_after_attempt(self.retry.attempts),
+                wait=self._wait,
+                reraise=True,
+            ):
+                with attempt:
+                    response = self._send(method, path, params, body, content_type)
+                    data = response.data
+                    return json.loads(data) if data else {}
+        except Transient as failure:
+            raise errors.MtvRegisterError(
+                f"the API server of context {self.context} kept failing, {self.retry.attempts} "
+                f"attempts: {failure}",
+                fix="check the API server's health, then re-run (the tool picks up where it "
+                "stopped)",
+            ) from None
         raise AssertionError("unreachable")
 
     def _wait(self, state: tenacity.RetryCallState) -> float:

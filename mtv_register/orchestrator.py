@@ -198,8 +198,22 @@ def _prove_token(side: Side, options: PairOptions) -> None:
         context=f"{side.context} as {side.token.service_account}",
         retry=options.retry,
     )
+    account = f'serviceaccount "{side.token.namespace}/{side.token.service_account}"'
     try:
         kube.list(NAMESPACE, limit=1)
+    except errors.AuthenticationFailed:
+        # Not the kubeconfig's credentials: the token just issued, refused where Forklift will go.
+        raise errors.AuthenticationFailed(
+            f"{side.url} refused the token of {account} of {side.context} (401 Unauthorized)",
+            fix=f"the {side.role} URL must be the API server of {side.context} itself: check "
+            f"--{side.role}-url or --url-source",
+        ) from None
+    except errors.PermissionDenied as error:
+        raise errors.PermissionDenied(
+            f"the token of {account} cannot list namespaces, the first step of Forklift's "
+            f"connection test: {error.cause}",
+            fix="bind a ClusterRole with the seed's rules (drop --cluster-role, or widen it)",
+        ) from None
     finally:
         kube.close()
 
@@ -267,7 +281,7 @@ def register_pair(
                 token_secret_ref=f"{side.token.namespace}/{side.token.secret_name}",
                 token_created=side.token.created,
             )
-            _, changed = forklift.ensure_provider(
+            provider, changed = forklift.ensure_provider(
                 host,
                 namespace,
                 side.provider,
@@ -276,6 +290,10 @@ def register_pair(
                 recorder,
                 legacy_cacert=options.legacy_cacert,
             )
+            if not changed and forklift.verdict(provider) == "failed":
+                # The tool just proved these credentials: let Forklift see the repaired cause.
+                forklift.request_retest(host, namespace, side.provider, recorder)
+                changed = True
             side.secret_changed = changed and side.provider in existing
 
         say("waiting for Forklift to test the providers")

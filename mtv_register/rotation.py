@@ -13,13 +13,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mtv_register import errors, forklift, manifests
 from mtv_register.bootstrap import Change, Report, wait_for_token
-from mtv_register.kube import NAMESPACE, SECRET, Conflict, Kube, RetryPolicy
+from mtv_register.kube import NAMESPACE, SECRET, AlreadyExists, Conflict, Kube, RetryPolicy
 from mtv_register.redaction import remember
 
 Obj = dict[str, Any]
@@ -197,16 +198,17 @@ def _rotate(
     service_account = (old["metadata"].get("annotations") or {}).get(
         manifests.SERVICE_ACCOUNT_NAME_ANNOTATION, ""
     )
-    desired = manifests.token_secret(
-        service_account, old_ns, generate_name=manifests.token_secret_generate_name(service_account)
-    )
-    created = remote.create(SECRET, desired)
+    created = _create_token_secret(remote, service_account, old_ns)
     new_name = created["metadata"]["name"]
     report(Change(remote.context, "Secret", new_name, old_ns, "created"))
+    new_ref = f"{old_ns}/{new_name}"
     switched = False
+    fresh: Kube | None = None
     try:
         issued = wait_for_token(remote, created, options.timeout)
-        prover = Kube.from_token(
+        # From here on the cluster is spoken to with the new token: the old one is about to be
+        # revoked, and a retried request must not arrive with it.
+        fresh = Kube.from_token(
             registration.url,
             issued.token,
             ca_pem=registration.ca_pem,
@@ -214,25 +216,16 @@ def _rotate(
             context=remote.context,
             retry=options.retry,
         )
-        try:
-            prover.list(NAMESPACE, limit=1)
-        finally:
-            prover.close()
-        try:
-            _switch(
-                host,
-                registration.secret,
-                issued.token,
-                f"{old_ns}/{new_name}",
-                issued.created,
-                options.clock(),
-            )
-        except Conflict:
+        fresh.list(NAMESPACE, limit=1)
+        if not _switch_guarded(
+            host, registration, issued.token, new_ref, issued.created, options.clock()
+        ):
+            fresh.close()
             _remove(remote, new_name, old_ns, report)
             return RotationResult(
                 name,
                 "lost-race",
-                "another run changed the provider Secret first; its rotation stands",
+                "another run switched the provider Secret first; its rotation stands",
                 old_secret=old_name,
             )
         switched = True
@@ -247,6 +240,8 @@ def _rotate(
         )
         forklift.wait_ready(host, registration.namespace, name, options.timeout, retested=True)
     except errors.MtvRegisterError as failure:
+        if fresh is not None:
+            fresh.close()
         if switched:
             _switch_back(host, registration, report)
         _remove(remote, new_name, old_ns, report)
@@ -254,9 +249,104 @@ def _rotate(
             f'rotation of Provider "{name}" failed and was rolled back: {failure.cause}',
             fix=failure.fix,
         ) from None
-    # Only now: deleting the old token Secret revokes the old token.
-    _remove(remote, old_name, old_ns, report)
+    # Only now: deleting the old token Secret revokes the old token. Any other token Secret of
+    # this account (left by an interrupted run) goes too, so exactly one token stays valid.
+    try:
+        _sweep(fresh, old_ns, service_account, keep=new_name, report=report)
+    finally:
+        fresh.close()
     return RotationResult(name, "rotated", old_secret=old_name, new_secret=new_name)
+
+
+def _create_token_secret(remote: Kube, service_account: str, namespace: str) -> Obj:
+    """A new token Secret under a name chosen here, not by generateName: if the answer to the
+    create is lost, the retry meets AlreadyExists on this very Secret instead of making a
+    second, orphaned one."""
+    name = f"{manifests.token_secret_generate_name(service_account)}{_suffix()}"
+    desired = manifests.token_secret(service_account, namespace, name=name)
+    try:
+        return remote.create(SECRET, desired)
+    except AlreadyExists:
+        existing = remote.get(SECRET, name, namespace)
+        annotations = (existing or {}).get("metadata", {}).get("annotations") or {}
+        if (
+            existing is None
+            or annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION) != service_account
+        ):
+            raise
+        return existing
+
+
+def _suffix() -> str:
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"  # as the API server's generateName picks
+    return "".join(secrets.choice(alphabet) for _ in range(5))
+
+
+def _switch_guarded(
+    host: Kube, registration: Registration, token: str, new_ref: str, created: str, now: dt.datetime
+) -> bool:
+    """Switch the provider Secret to the new token, guarded by resourceVersion. A conflict is
+    looked at: still on the old token (another writer touched something else) -> switch again;
+    already on ours (our answer was lost) -> done; on a third token -> another rotation won."""
+    old_ref = "/".join(registration.token_secret)
+    secret = registration.secret
+    for _ in range(5):
+        try:
+            _switch(host, secret, token, new_ref, created, now)
+            return True
+        except Conflict:
+            current = host.get(SECRET, secret["metadata"]["name"], secret["metadata"]["namespace"])
+            if current is None:
+                raise
+            ref = (current["metadata"].get("annotations") or {}).get(
+                manifests.TOKEN_SECRET_ANNOTATION, ""
+            )
+            if ref == new_ref:
+                return True
+            if ref != old_ref:
+                return False
+            secret = current
+    return False
+
+
+def _sweep(
+    remote: Kube, namespace: str, service_account: str, *, keep: str, report: Report
+) -> None:
+    """Delete every token Secret of the account but `keep`; say so loudly when one stays,
+    because its token then still works."""
+    selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
+    stuck = []
+    try:
+        found = remote.list(SECRET, namespace, label_selector=selector).get("items", [])
+    except errors.MtvRegisterError as failure:
+        stuck.append(f"listing token Secrets failed: {failure.cause}")
+        found = []
+    for secret in found:
+        annotations = secret["metadata"].get("annotations") or {}
+        if (
+            secret.get("type") == manifests.SERVICE_ACCOUNT_TOKEN_TYPE
+            and annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION) == service_account
+            and secret["metadata"]["name"] != keep
+        ):
+            try:
+                if remote.delete(SECRET, secret["metadata"]["name"], namespace):
+                    report(
+                        Change(
+                            remote.context,
+                            "Secret",
+                            secret["metadata"]["name"],
+                            namespace,
+                            "deleted",
+                        )
+                    )
+            except errors.MtvRegisterError as failure:
+                stuck.append(f'"{namespace}/{secret["metadata"]["name"]}": {failure.cause}')
+    if stuck:
+        raise errors.MtvRegisterError(
+            f"the Provider now uses the new token {namespace}/{keep}, but an old token Secret "
+            f"could not be deleted, so its token still works ({'; '.join(stuck)})",
+            fix="re-run rotate: it removes left-over token Secrets",
+        )
 
 
 def _switch(

@@ -19,8 +19,17 @@ SandboxFactory = Callable[..., Sandbox]
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No proxy, no user kubeconfig, no kubectl cache shared between tests or runs."""
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
-                 "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "KUBECONFIG"):
+    for name in (
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "KUBECONFIG",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -63,15 +72,23 @@ def kubectl(kubeconfig: Path, tmp_path: Path) -> KubectlRunner:
         pytest.fail("kubectl is not installed: .ci/run installs it (see .ci/install-kubectl)")
     cache = tmp_path / "kube-cache"
 
-    def run(*args: str, input: str | None = None, check: bool = True,
-            context: str = "source") -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, input: str | None = None, check: bool = True, context: str = "source"
+    ) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECACHEDIR": str(cache)}
-        result = subprocess.run([binary, "--context", context, *args], input=input, env=env,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [binary, "--context", context, *args],
+            input=input,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert_no_token(result.stdout + result.stderr, allowed=())
         if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
-                                 f"{result.stderr}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+            )
         return result
 
     return run
@@ -97,6 +114,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     tokens = list(ISSUED_TOKENS)
     if any(token in captured for token in tokens):
         report.outcome = "failed"
-        report.sections = [(name, "<withheld: it contains a token>") for name, _ in
-                           report.sections]
+        report.sections = [(name, "<withheld: it contains a token>") for name, _ in report.sections]
         report.longrepr = "a sandbox token appeared in this test's output, logs or traceback"

@@ -121,11 +121,10 @@ class Cluster:
                 role_type, namespace if role_kind == "Role" else "", role_ref.get("name", "")
             )
             rules = (role or {}).get("rules") or []
-        if not self.authorizer.covers(user, namespace, rules):
+        denial = self.authorizer.escalation_denial(user, namespace, rules)
+        if denial:
             raise status.forbidden(
-                f'{rtype.plural}.{rtype.group} "{name}" is forbidden: user "{user.username}" '
-                f"(groups={list(user.groups)}) is attempting to grant RBAC permissions not "
-                "currently held",
+                f'{rtype.plural}.{rtype.group} "{name}" is forbidden: {denial}',
                 resource=rtype.plural,
                 group=rtype.group,
                 name=name,

@@ -25,9 +25,15 @@ class Fault:
     retry_after: int | None = None
     drop: bool = False  # close the connection without an answer
     hits: int = 0
+    after: bool = False  # do the request, then lose the answer (drop, or `status` instead)
+    agent: str = ""  # regular expression the User-Agent must match ("" = any client)
 
-    def matches(self, verb: str, path: str) -> bool:
-        return self.verb in ("*", verb) and re.search(self.path, path) is not None
+    def matches(self, verb: str, path: str, agent: str = "") -> bool:
+        return (
+            self.verb in ("*", verb)
+            and re.search(self.path, path) is not None
+            and (not self.agent or re.search(self.agent, agent) is not None)
+        )
 
 
 @dataclass
@@ -45,8 +51,10 @@ class FaultInjector:
         status: int = 500,
         retry_after: int | None = None,
         drop: bool = False,
+        after: bool = False,
+        agent: str = "",
     ) -> Fault:
-        fault = Fault(verb, path, count, status, retry_after, drop)
+        fault = Fault(verb, path, count, status, retry_after, drop, after=after, agent=agent)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -56,11 +64,11 @@ class FaultInjector:
             self._faults.clear()
             self.latency = 0.0
 
-    def take(self, verb: str, path: str) -> Fault | None:
+    def take(self, verb: str, path: str, agent: str = "") -> Fault | None:
         """The fault this request triggers, used up by one."""
         with self._lock:
             for fault in self._faults:
-                if fault.count > 0 and fault.matches(verb, path):
+                if fault.count > 0 and fault.matches(verb, path, agent):
                     fault.count -= 1
                     fault.hits += 1
                     return fault

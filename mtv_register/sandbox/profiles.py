@@ -232,15 +232,17 @@ BOOTSTRAP_RBAC: tuple[tuple[str, Obj], ...] = (
                     "name": name,
                 },
                 "subjects": [
-                    {
-                        "apiGroup": "rbac.authorization.k8s.io",
-                        "kind": "Group",
-                        "name": "system:authenticated",
-                    }
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}
+                    for group in groups
                 ],
             },
         )
-        for name in ("system:discovery", "system:public-info-viewer", "system:basic-user")
+        for name, groups in (
+            ("system:discovery", ("system:authenticated",)),
+            # The one binding anonymous requests get: /version, /healthz, /livez, /readyz.
+            ("system:public-info-viewer", ("system:authenticated", "system:unauthenticated")),
+            ("system:basic-user", ("system:authenticated",)),
+        )
     ),
     (
         "clusterrolebindings",

@@ -46,8 +46,9 @@ class Decision:
     reason: str = ""
 
 
-def user_for_service_account(namespace: str, name: str) -> UserInfo:
-    """The identity the token authenticator gives a service account's token."""
+def user_for_service_account(namespace: str, name: str, uid: str = "") -> UserInfo:
+    """The identity the token authenticator gives a service account's token; its uid is the
+    account's, as upstream's serviceaccount.UserInfo sets it."""
     return UserInfo(
         username=f"system:serviceaccount:{namespace}:{name}",
         groups=(
@@ -55,6 +56,7 @@ def user_for_service_account(namespace: str, name: str) -> UserInfo:
             f"system:serviceaccounts:{namespace}",
             "system:authenticated",
         ),
+        uid=uid,
     )
 
 
@@ -119,14 +121,36 @@ class Authorizer:
         """True when the user already holds every permission in `rules` (in that namespace, or
         cluster-wide when namespace == ''): kube-apiserver's privilege-escalation check for
         creating/updating Roles/ClusterRoles and their bindings."""
+        return not self.escalation_denial(user, namespace, rules)
+
+    def escalation_denial(self, user: UserInfo, namespace: str, rules: list[Rule]) -> str:
+        """'' when the user holds every permission in `rules`; otherwise the reason upstream's
+        ConfirmNoEscalation gives, naming each missing permission in CompactString form."""
         if SUPERUSER_GROUP in user.groups:
-            return True
-        owned = list(self._rules(user, namespace))
-        return all(
-            any(_rule_covers(owner, sub) for owner in owned)
+            return ""
+        owned: list[Rule] = []
+        errors: list[str] = []
+        for _, rule, error in self._visit(user, namespace):
+            if rule is not None:
+                owned.append(rule)
+            elif error:
+                errors.append(error)
+        missing = [
+            sub
             for rule in rules
             for sub in _breakdown(rule)
+            if not any(_rule_covers(owner, sub) for owner in owned)
+        ]
+        if not missing:
+            return ""
+        message = (
+            f"user {_q(user.username)} (groups={_go_strings(list(user.groups))}) is attempting "
+            "to grant RBAC permissions not currently held:\n"
+            + "\n".join(sorted({_compact_string(r) for r in _compact(missing)}))
         )
+        if errors:
+            message += f"; resolution errors: [{' '.join(errors)}]"
+        return message
 
     def _rules(self, user: UserInfo, namespace: str) -> Iterator[Rule]:
         return (rule for _, rule, _ in self._visit(user, namespace) if rule is not None)
@@ -262,6 +286,45 @@ def _breakdown(rule: Rule) -> Iterator[Rule]:
     for url in _field(rule, "nonResourceURLs"):
         for verb in _field(rule, "verbs"):
             yield {"nonResourceURLs": [url], "verbs": [verb]}
+
+
+def _go_strings(values: list[str]) -> str:
+    """Go's %q of a []string: `["a" "b"]`."""
+    return "[" + " ".join(_q(v) for v in values) + "]"
+
+
+def _compact(rules: list[Rule]) -> list[Rule]:
+    """Upstream's CompactRules: atomic rules differing only in their verbs become one rule."""
+    simple: dict[tuple[str, str, tuple[str, ...]], Rule] = {}
+    others: list[Rule] = []
+    for rule in rules:
+        groups, resources = _field(rule, "apiGroups"), _field(rule, "resources")
+        names = _field(rule, "resourceNames")
+        if len(groups) == 1 and len(resources) == 1 and len(names) <= 1:
+            key = (groups[0], resources[0], tuple(names))
+            if key in simple:
+                simple[key]["verbs"] = [*simple[key]["verbs"], *_field(rule, "verbs")]
+            else:
+                simple[key] = {**rule, "verbs": _field(rule, "verbs")}
+        else:
+            others.append(rule)
+    return [*others, *simple.values()]
+
+
+def _compact_string(rule: Rule) -> str:
+    """Upstream's rbacv1helpers.CompactString, as escalation messages print a rule."""
+    parts = [
+        f"{label}:{_go_strings(_field(rule, key))}"
+        for label, key in (
+            ("APIGroups", "apiGroups"),
+            ("Resources", "resources"),
+            ("NonResourceURLs", "nonResourceURLs"),
+            ("ResourceNames", "resourceNames"),
+            ("Verbs", "verbs"),
+        )
+        if _field(rule, key)
+    ]
+    return "{" + ", ".join(parts) + "}"
 
 
 def _rule_covers(owner: Rule, sub: Rule) -> bool:

@@ -9,6 +9,7 @@ from mtv_register.sandbox import status
 from mtv_register.sandbox.rbac import Attributes, UserInfo
 from mtv_register.sandbox.request import RequestInfo, Response
 from mtv_register.sandbox.resources import ResourceType
+from mtv_register.sandbox.store import now_rfc3339
 
 if TYPE_CHECKING:
     from mtv_register.sandbox.cluster import Cluster
@@ -102,11 +103,12 @@ def token_request(cluster: Cluster, info: RequestInfo, body: Obj) -> Response:
     account = cluster.store.get(sa_type, info.namespace, info.name)
     spec = dict(body.get("spec") or {})
     seconds = int(spec.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS)
+    # Upstream validates with NewInvalid(gvk.GroupKind(), "", errs): the name is left empty.
     if seconds < MIN_TOKEN_SECONDS:
         raise status.invalid(
             "TokenRequest",
             "authentication.k8s.io",
-            info.name,
+            "",
             [
                 (
                     "spec.expirationSeconds",
@@ -118,7 +120,7 @@ def token_request(cluster: Cluster, info: RequestInfo, body: Obj) -> Response:
         raise status.invalid(
             "TokenRequest",
             "authentication.k8s.io",
-            info.name,
+            "",
             [
                 (
                     "spec.expirationSeconds",
@@ -157,14 +159,19 @@ def token_request(cluster: Cluster, info: RequestInfo, body: Obj) -> Response:
         bound_secret=(secret_name, secret_uid) if secret_name else None,
     )
     spec["expirationSeconds"] = seconds
-    spec.setdefault("audiences", [cluster.url])
+    if not spec.get("audiences"):
+        spec["audiences"] = [cluster.url]  # empty means the API server's own audiences
     expiry = dt.datetime.fromtimestamp(expires_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return Response(
         201,
         {
             "kind": "TokenRequest",
             "apiVersion": "authentication.k8s.io/v1",
-            "metadata": {"name": info.name, "namespace": info.namespace, "creationTimestamp": None},
+            "metadata": {
+                "name": info.name,
+                "namespace": info.namespace,
+                "creationTimestamp": now_rfc3339(),
+            },
             "spec": spec,
             "status": {"token": token, "expirationTimestamp": expiry},
         },

@@ -25,6 +25,8 @@ from mtv_register.sandbox.cluster import Cluster
 from mtv_register.sandbox.rbac import UserInfo, forbidden_message
 from mtv_register.sandbox.request import Request, RequestInfo, Response, request_info
 
+ANONYMOUS = UserInfo("system:anonymous", ("system:unauthenticated",))
+
 
 class _TLSServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -36,6 +38,10 @@ class _TLSServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        # Headers and body go out in separate writes; without this, Nagle's algorithm and the
+        # client's delayed ACK hold every answer ~40 ms (Go's net/http sets it by default too).
+        with contextlib.suppress(OSError):
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             tls = self.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
@@ -74,15 +80,16 @@ class _Handler(BaseHTTPRequestHandler):
         req = Request(self.command, url.path, query, headers, body)
         info = request_info(self.command, url.path, query)
         user: UserInfo | None = None
+        fault = None
         try:
             if cluster.faults.latency:
                 time.sleep(cluster.faults.latency)
-            fault = cluster.faults.take(info.verb, url.path)
-            if fault is not None and fault.drop:
+            fault = cluster.faults.take(info.verb, url.path, headers.get("user-agent", ""))
+            if fault is not None and fault.drop and not fault.after:
                 self._drop()
                 self._audit(info, user, 0, received)
                 return
-            if fault is not None:
+            if fault is not None and not fault.after:
                 raise _injected(fault.status, fault.retry_after, info)
             user = self._authenticate(headers)
             attrs = api.authorize(cluster, user, info)
@@ -107,14 +114,27 @@ class _Handler(BaseHTTPRequestHandler):
             response = Response(
                 500, status.ApiError(500, "InternalError", "Internal error occurred").status()
             )
+        if fault is not None and fault.after:
+            # The work is done but the client never learns it: a lost answer.
+            self._audit(info, user, response.code, received)
+            if fault.drop:
+                self._drop()
+                return
+            response = Response(
+                fault.status, _injected(fault.status, fault.retry_after, info).status()
+            )
+            self._send(response)
+            return
         self._audit(info, user, response.code, received)
         self._send(response)
 
     def _authenticate(self, headers: dict[str, str]) -> UserInfo:
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        user = None
-        if scheme.lower() == "bearer" and token.strip():
-            user = self.server.cluster.authenticate(token.strip())
+        scheme, _, token = headers.get("authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            # kube-apiserver's default --anonymous-auth=true: no bearer token is the anonymous
+            # user, whom RBAC then refuses (403); only a token that fails is a 401.
+            return ANONYMOUS
+        user = self.server.cluster.authenticate(token.strip())
         if user is None:
             raise status.unauthorized()
         return user

@@ -79,7 +79,7 @@ class TokenTable:
         if bound_secret:
             secret_name, secret_uid = bound_secret
         record = TokenRecord(
-            user_for_service_account(namespace, name),
+            user_for_service_account(namespace, name, sa_uid),
             kind,
             namespace,
             name,

@@ -196,7 +196,10 @@ def test_a_cluster_role_binding_without_a_role_name_is_422(rbac) -> None:
     code, body = refused(rbac.create_cluster_role_binding, binding("nameless", ""))
 
     assert code == 422
-    assert body["message"] == f'ClusterRoleBinding.{RBAC} "nameless" is invalid: roleRef.name: Required value'
+    assert (
+        body["message"]
+        == f'ClusterRoleBinding.{RBAC} "nameless" is invalid: roleRef.name: Required value'
+    )
     assert body["details"]["group"] == RBAC
     assert body["details"]["causes"] == [
         {"reason": "FieldValueRequired", "message": "Required value", "field": "roleRef.name"}
@@ -206,7 +209,9 @@ def test_a_cluster_role_binding_without_a_role_name_is_422(rbac) -> None:
 def test_changing_a_bindings_role_ref_is_422(rbac) -> None:
     rbac.create_cluster_role_binding(binding("fixed-role", "view"))
 
-    code, body = refused(rbac.replace_cluster_role_binding, "fixed-role", binding("fixed-role", "edit"))
+    code, body = refused(
+        rbac.replace_cluster_role_binding, "fixed-role", binding("fixed-role", "edit")
+    )
 
     assert code == 422
     assert body["message"] == (
@@ -351,9 +356,7 @@ def test_strategic_merge_patch_merges_service_account_secrets_by_name(core) -> N
     account = {"metadata": {"name": "robot"}, "secrets": [{"name": "first"}]}
     core.create_namespaced_service_account(NS, account)
 
-    merged = core.patch_namespaced_service_account(
-        "robot", NS, {"secrets": [{"name": "second"}]}
-    )
+    merged = core.patch_namespaced_service_account("robot", NS, {"secrets": [{"name": "second"}]})
     replaced = core.patch_namespaced_service_account(
         "robot", NS, {"secrets": [{"name": "third"}]}, _content_type="application/merge-patch+json"
     )
@@ -377,8 +380,12 @@ def test_json_patch_replaces_a_value(core) -> None:
     core.create_namespaced_config_map(NS, {"metadata": {"name": "jp"}, "data": {"k": "old"}})
 
     patched = core.patch_namespaced_config_map(
-        "jp", NS, [{"op": "test", "path": "/data/k", "value": "old"},
-                   {"op": "replace", "path": "/data/k", "value": "new"}]
+        "jp",
+        NS,
+        [
+            {"op": "test", "path": "/data/k", "value": "old"},
+            {"op": "replace", "path": "/data/k", "value": "new"},
+        ],
     )
 
     assert patched.data == {"k": "new"}
@@ -584,9 +591,11 @@ def test_watch_from_a_compacted_resource_version_is_410_expired(
     assert first["object"]["message"].startswith(f"too old resource version: {old} (")
 
     with pytest.raises(ApiException) as caught:
-        list(kubernetes.watch.Watch().stream(
-            core.list_namespaced_config_map, NS, resource_version=old, timeout_seconds=2
-        ))
+        list(
+            kubernetes.watch.Watch().stream(
+                core.list_namespaced_config_map, NS, resource_version=old, timeout_seconds=2
+            )
+        )
     assert caught.value.status == 410
 
 

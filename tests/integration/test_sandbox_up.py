@@ -1,0 +1,161 @@
+"""The issue's "done when", as a user runs it: `mtv-register sandbox up` in one process, then
+register, register again, status and unregister as separate processes; SIGTERM stops the
+sandbox cleanly."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mtv_register import clusters
+from mtv_register.kube import SECRET
+
+DEADLINE = 30.0
+
+
+def read_line(process: subprocess.Popen[str], deadline: float) -> str:
+    """The next stdout line of `process`, or fail at `deadline` (never a blind sleep)."""
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                return process.stdout.readline()
+    raise AssertionError("the sandbox did not print its ready line in time")
+
+
+@pytest.fixture
+def sandbox_up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    kubeconfig = tmp_path / "kubeconfig"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mtv_register",
+            "sandbox",
+            "up",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--mtv-on",
+            "separate",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        line = read_line(process, time.monotonic() + DEADLINE)
+        assert line == f"sandbox ready: {kubeconfig.resolve()}\n", line
+        yield process, kubeconfig
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=DEADLINE)
+
+
+OUTPUTS: list[str] = []
+
+
+def mtv_register(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "mtv_register", *args, "--kubeconfig", str(kubeconfig)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    OUTPUTS.append(result.stdout + result.stderr)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def sandbox_tokens(kubeconfig: Path) -> list[str]:
+    """The tokens living in the sandbox process (the admins' and the registered service
+    accounts'), read through its API: this process's own ISSUED_TOKENS knows none of them."""
+    config = clusters.load_kubeconfig(kubeconfig)
+    tokens = [user["user"]["token"] for user in config.data["users"]]
+    for context in ("source", "destination"):
+        kube = clusters.connect(config, context)
+        try:
+            secret = kube.get(SECRET, "mtv-provider-token", "mtv-register") or {}
+        finally:
+            kube.close()
+        tokens.append(base64.b64decode(secret["data"]["token"]).decode())
+    return tokens
+
+
+def assert_no_sandbox_token(tokens: list[str], texts: list[str]) -> None:
+    forms = [*tokens, *(base64.b64encode(t.encode()).decode() for t in tokens)]
+    leaked = sum(1 for form in forms for text in texts if form in text)
+    assert not leaked, f"{leaked} sandbox token(s) leaked into the output"
+
+
+def test_sandbox_up_register_rerun_status_unregister_then_sigterm(
+    sandbox_up: tuple[subprocess.Popen[str], Path],
+) -> None:
+    process, kubeconfig = sandbox_up
+    pair = ("--source", "source", "--destination", "destination", "--host", "mtv", "--yes")
+
+    OUTPUTS.clear()
+    first = mtv_register(kubeconfig, "register", *pair)
+    assert first.returncode == 0, first.stderr
+    tokens = sandbox_tokens(kubeconfig)
+    assert first.stdout.splitlines() == [
+        "Provider openshift-mtv/source (source, source) Ready on mtv",
+        "Provider openshift-mtv/destination (destination, destination) Ready on mtv",
+        "pair registered",
+    ]
+
+    again = mtv_register(kubeconfig, "register", *pair)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[-1] == "pair already registered, nothing changed"
+
+    status = mtv_register(kubeconfig, "status", "--host", "mtv", "-o", "json")
+    assert status.returncode == 0, status.stderr
+    rows = {row["name"]: row for row in json.loads(status.stdout)["providers"]}
+    assert {name: row["ready"] for name, row in rows.items()} == {
+        "destination": True,
+        "host": True,
+        "source": True,
+    }
+    table = mtv_register(kubeconfig, "status", "--host", "mtv")
+    assert table.returncode == 0, table.stderr
+    assert all(name in table.stdout for name in ("source", "destination", "host"))
+
+    removed = mtv_register(kubeconfig, "unregister", *pair)
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.splitlines()[-1] == "pair unregistered"
+    after = mtv_register(
+        kubeconfig,
+        "status",
+        "--host",
+        "mtv",
+        "-o",
+        "json",
+        "--remote",
+        "source=source",
+        "--remote",
+        "destination=destination",
+    )
+    report = json.loads(after.stdout)
+    assert [row["name"] for row in report["providers"]] == ["host"]
+    for remote in report["remotes"]:
+        assert not any(remote[k] for k in ("clusterRole", "serviceAccount", "clusterRoleBinding"))
+        assert remote["tokenSecrets"] == []
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=DEADLINE) == 0
+    assert process.stderr is not None
+    stderr = process.stderr.read()
+    assert "Traceback" not in stderr
+    assert_no_sandbox_token(tokens, [*OUTPUTS, stderr])
