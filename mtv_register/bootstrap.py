@@ -11,7 +11,7 @@ import base64
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import tenacity
 
@@ -50,6 +50,7 @@ class Change:
 
 
 Report = Callable[[Change], None]
+UNREAD: Final = object()  # `ensure` reads the object itself
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,19 @@ def ensure(
     *,
     same: Callable[[Obj, Obj], bool],
     merge: Callable[[Obj, Obj], Obj] | None = None,
+    current: Obj | object | None = UNREAD,
 ) -> Obj:
-    """Create `desired`, or bring the existing object to it; report what was done."""
+    """Create `desired`, or bring the existing object to it; report what was done.
+
+    `current` is the object as already read (None: known to be absent, so it is created
+    without a read first; a lost race then falls back to reading)."""
     meta = desired["metadata"]
     name, namespace = meta["name"], meta.get("namespace")
     for attempt in range(5):
-        existing = kube.get(kind, name, namespace)
+        if attempt == 0 and current is not UNREAD:
+            existing = current if isinstance(current, dict) else None
+        else:
+            existing = kube.get(kind, name, namespace)
         if existing is None:
             try:
                 created = kube.create(kind, desired)
@@ -178,8 +186,12 @@ def bootstrap(
 ) -> IssuedToken:
     """Ensure every object of `spec` on the cluster and return its filled token."""
     deadline = time.monotonic() + timeout
+    # A cluster without the ClusterRole is taken as fresh: the other objects are created
+    # without reading them first (a create that meets AlreadyExists reads and compares).
+    role = kube.get(CLUSTER_ROLE, spec.role_name)
+    fresh = role is None and not spec.existing_role
     if spec.existing_role:
-        if kube.get(CLUSTER_ROLE, spec.role_name) is None:
+        if role is None:
             raise errors.PreflightError(
                 f'ClusterRole "{spec.role_name}" does not exist on {kube.context}',
                 fix="create it first, or drop --cluster-role to use the seed's role",
@@ -192,22 +204,33 @@ def bootstrap(
             report,
             same=_role_same,
             merge=_role_merge,
+            current=role,
         )
-    ensure(kube, NAMESPACE, manifests.namespace(spec.namespace), report, same=lambda e, d: True)
+    unread: Obj | object | None = None if fresh else UNREAD
+    ensure(
+        kube,
+        NAMESPACE,
+        manifests.namespace(spec.namespace),
+        report,
+        same=lambda e, d: True,
+        current=unread,
+    )
     ensure(
         kube,
         SERVICE_ACCOUNT,
         manifests.service_account(spec.service_account, spec.namespace),
         report,
         same=lambda e, d: True,
+        current=unread,
     )
-    _ensure_binding(kube, spec, report)
+    _ensure_binding(kube, spec, report, fresh=fresh)
     secret = ensure(
         kube,
         SECRET,
         manifests.token_secret(spec.service_account, spec.namespace),
         report,
         same=_token_secret_same,
+        current=unread,
     )
     if not _token_secret_same(secret, manifests.token_secret(spec.service_account, spec.namespace)):
         raise errors.PreflightError(
@@ -218,16 +241,24 @@ def bootstrap(
     return wait_for_token(kube, secret, max(0.0, deadline - time.monotonic()))
 
 
-def _ensure_binding(kube: Kube, spec: RemoteSpec, report: Report) -> None:
+def _ensure_binding(kube: Kube, spec: RemoteSpec, report: Report, *, fresh: bool) -> None:
     desired = manifests.cluster_role_binding(spec.service_account, spec.namespace, spec.role_name)
-    existing = kube.get(CLUSTER_ROLE_BINDING, spec.service_account)
+    existing = None if fresh else kube.get(CLUSTER_ROLE_BINDING, spec.service_account)
     if existing is not None and existing.get("roleRef") != desired["roleRef"]:
         # roleRef is immutable: the binding is replaced, as `kubectl auth reconcile` does.
         kube.delete(CLUSTER_ROLE_BINDING, spec.service_account, uid=existing["metadata"]["uid"])
         kube.create(CLUSTER_ROLE_BINDING, desired)
         report(Change(kube.context, "ClusterRoleBinding", spec.service_account, "", "replaced"))
         return
-    ensure(kube, CLUSTER_ROLE_BINDING, desired, report, same=_binding_same, merge=_binding_merge)
+    ensure(
+        kube,
+        CLUSTER_ROLE_BINDING,
+        desired,
+        report,
+        same=_binding_same,
+        merge=_binding_merge,
+        current=existing,
+    )
 
 
 class _TokenPending(Exception):

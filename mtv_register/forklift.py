@@ -73,8 +73,9 @@ def find_mtv_namespace(kube: Kube, explicit: str | None) -> str:
     )
 
 
-def list_providers(kube: Kube, namespace: str) -> dict[str, Obj]:
-    """Every Provider in the MTV namespace; also the proof that Forklift's API is served."""
+def list_providers(kube: Kube, namespace: str | None) -> dict[str, Obj]:
+    """Every Provider in the MTV namespace (all namespaces with None); also the proof that
+    Forklift's API is served."""
     try:
         items = kube.list(PROVIDER, namespace).get("items", [])
     except NotFound:
@@ -84,6 +85,32 @@ def list_providers(kube: Kube, namespace: str) -> dict[str, Obj]:
             fix="install the MTV operator (or Forklift) on the host, or pass the right --host",
         ) from None
     return {p["metadata"]["name"]: p for p in items}
+
+
+def discover(kube: Kube, explicit: str | None) -> tuple[str, dict[str, Obj]]:
+    """The MTV namespace and its Providers, in one request where possible: MTV's own local
+    `host` provider marks the namespace it runs in."""
+    if explicit:
+        providers = list_providers(kube, explicit)
+        if not providers and kube.get(NAMESPACE, explicit) is None:
+            find_mtv_namespace(kube, explicit)  # raises, naming the missing namespace
+        return explicit, providers
+    try:
+        everywhere = kube.list(PROVIDER).get("items", [])
+    except NotFound:
+        list_providers(kube, manifests.MTV_NAMESPACES[0])  # raises "Forklift not installed"
+        raise
+    except errors.PermissionDenied:
+        namespace = find_mtv_namespace(kube, None)  # may list in one namespace only
+        return namespace, list_providers(kube, namespace)
+    by_namespace: dict[str, dict[str, Obj]] = {}
+    for item in everywhere:
+        by_namespace.setdefault(item["metadata"]["namespace"], {})[item["metadata"]["name"]] = item
+    for namespace in manifests.MTV_NAMESPACES:
+        if namespace in by_namespace:
+            return namespace, by_namespace[namespace]
+    namespace = find_mtv_namespace(kube, None)  # none has a Provider yet: which one exists?
+    return namespace, {}
 
 
 def is_managed(obj: Obj) -> bool:
@@ -146,11 +173,14 @@ def ensure_provider(
     """The provider Secret and Provider as desired; (provider, secret_changed)."""
     remember(creds.token)
     secret = desired_secret(name, namespace, creds, legacy_cacert=legacy_cacert)
-    secret_changed = _ensure_secret(kube, secret, report)
+    # No Provider yet: its Secret is most likely absent too, so create it without a read.
+    secret_changed, stored = _ensure_secret(
+        kube, secret, report, assume_absent=existing_provider is None
+    )
     provider = _ensure_provider_object(
         kube, desired_provider(name, namespace, creds.url), existing_provider, report
     )
-    _ensure_owner(kube, secret, provider, report)
+    _ensure_owner(kube, secret, provider, report, known=stored)
     return provider, secret_changed
 
 
@@ -171,18 +201,25 @@ def _forklift_admission(kube: Kube, meta: Obj) -> Iterator[None]:
         ) from None
 
 
-def _ensure_secret(kube: Kube, desired: Obj, report: Report) -> bool:
+def _ensure_secret(
+    kube: Kube, desired: Obj, report: Report, *, assume_absent: bool = False
+) -> tuple[bool, Obj]:
+    """(changed, the Secret as stored)."""
     meta = desired["metadata"]
-    for _ in range(5):
-        existing = kube.get(SECRET, meta["name"], meta["namespace"])
+    for attempt in range(5):
+        existing = (
+            None
+            if assume_absent and attempt == 0
+            else kube.get(SECRET, meta["name"], meta["namespace"])
+        )
         if existing is None:
             try:
                 with _forklift_admission(kube, meta):
-                    kube.create(SECRET, desired)
+                    created = kube.create(SECRET, desired)
             except AlreadyExists:
                 continue  # ours from a lost answer, or another run's: compare it
             report(Change(kube.context, "Secret", meta["name"], meta["namespace"], "created"))
-            return True
+            return True, created
         if not is_managed(existing):
             raise errors.PreflightError(
                 f'Secret "{meta["namespace"]}/{meta["name"]}" exists on {kube.context} and was '
@@ -199,7 +236,7 @@ def _ensure_secret(kube: Kube, desired: Obj, report: Report) -> bool:
         )
         if existing.get("data") == desired["data"] and same_labels and same_annotations:
             report(Change(kube.context, "Secret", meta["name"], meta["namespace"], "unchanged"))
-            return False
+            return False, existing
         updated = dict(existing)
         updated["data"] = desired["data"]
         updated["metadata"] = {
@@ -212,11 +249,11 @@ def _ensure_secret(kube: Kube, desired: Obj, report: Report) -> bool:
         }
         try:
             with _forklift_admission(kube, meta):
-                kube.replace(SECRET, updated)  # guarded by the resourceVersion just read
+                stored = kube.replace(SECRET, updated)  # guarded by the resourceVersion read
         except Conflict:
             continue
         report(Change(kube.context, "Secret", meta["name"], meta["namespace"], "updated"))
-        return True
+        return True, stored
     raise errors.ConflictError(
         f'Secret "{meta["name"]}" keeps changing on {kube.context}',
         fix="stop the other writer, then re-run",
@@ -256,11 +293,18 @@ def _ensure_provider_object(kube: Kube, desired: Obj, existing: Obj | None, repo
     return updated
 
 
-def _ensure_owner(kube: Kube, secret: Obj, provider: Obj, report: Report) -> None:
+def _ensure_owner(
+    kube: Kube, secret: Obj, provider: Obj, report: Report, *, known: Obj | None = None
+) -> None:
+    """The Secret's ownerReference to its Provider; `known` is the Secret as just stored."""
     meta = secret["metadata"]
     uid = provider["metadata"]["uid"]
     for attempt in range(5):
-        current = kube.get(SECRET, meta["name"], meta["namespace"])
+        current = (
+            known
+            if attempt == 0 and known is not None
+            else kube.get(SECRET, meta["name"], meta["namespace"])
+        )
         if current is None:
             return
         owners = current["metadata"].get("ownerReferences") or []
@@ -356,6 +400,85 @@ def wait_ready(
         f'Provider "{namespace}/{name}" disappeared on {kube.context} while waiting for it',
         fix="check who deleted it, then re-run",
     )
+
+
+def wait_all_ready(
+    kube: Kube,
+    namespace: str,
+    names: list[str],
+    timeout: float,
+    *,
+    retested: frozenset[str] = frozenset(),
+) -> dict[str, Obj]:
+    """`wait_ready` for several Providers at once, with one list and one watch of the
+    collection instead of a read and a watch per Provider."""
+    deadline = time.monotonic() + timeout
+    grace_until = time.monotonic() + RETEST_GRACE_SECONDS
+    trusted = {name: name not in retested for name in names}
+    listing = kube.list(PROVIDER, namespace)
+    current = {p["metadata"]["name"]: p for p in listing.get("items", [])}
+    version = str(listing.get("metadata", {}).get("resourceVersion", ""))
+    while True:
+        if time.monotonic() >= grace_until:
+            trusted = dict.fromkeys(names, True)
+        pending = []
+        for name in names:
+            provider = current.get(name)
+            if provider is None:
+                raise errors.ProviderNotReady(
+                    f'Provider "{namespace}/{name}" disappeared on {kube.context} while waiting '
+                    "for it",
+                    fix="check who deleted it, then re-run",
+                )
+            state = verdict(provider) if trusted[name] else None
+            if state == "failed":
+                raise errors.ProviderNotReady(
+                    f'Forklift reports Provider "{namespace}/{name}" not ready: '
+                    f"{failure_message(provider)}",
+                    fix="fix the cause above (URL, CA, token or permissions on that cluster), "
+                    "then re-run",
+                )
+            if state != "ready":
+                pending.append(name)
+        if not pending:
+            return {name: current[name] for name in names}
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            name = pending[0]
+            phase = (current[name].get("status") or {}).get("phase", "unknown")
+            raise errors.WaitTimeout(
+                f'Provider "{namespace}/{name}" on {kube.context} was not Ready within '
+                f"{timeout:g}s (phase {phase})",
+                fix="check the forklift-controller pod on the host, or raise --timeout",
+            )
+        window = (
+            remaining
+            if all(trusted.values())
+            else max(0.05, min(remaining, grace_until - time.monotonic()))
+        )
+        try:
+            for event in kube.watch(
+                PROVIDER, namespace, name=None, resource_version=version, timeout=window
+            ):
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    listing = kube.list(PROVIDER, namespace)
+                    current = {p["metadata"]["name"]: p for p in listing.get("items", [])}
+                    version = str(listing.get("metadata", {}).get("resourceVersion", ""))
+                    break
+                meta = obj.get("metadata") or {}
+                version = str(meta.get("resourceVersion", version))
+                if event.get("type") == "DELETED":
+                    current.pop(meta.get("name", ""), None)
+                else:
+                    current[meta.get("name", "")] = obj
+                    trusted[meta.get("name", "")] = True  # written after ours: the re-test
+                if meta.get("name") in pending:
+                    break
+        except Transient:
+            listing = kube.list(PROVIDER, namespace)
+            current = {p["metadata"]["name"]: p for p in listing.get("items", [])}
+            version = str(listing.get("metadata", {}).get("resourceVersion", ""))
 
 
 def _next_change(kube: Kube, provider: Obj, timeout: float) -> tuple[str, Obj | None]:

@@ -230,12 +230,19 @@ class Kube:
         return self.request("POST", path, body=body)
 
     def watch(
-        self, kind: Kind, namespace: str | None, *, name: str, resource_version: str, timeout: float
+        self,
+        kind: Kind,
+        namespace: str | None,
+        *,
+        name: str | None,
+        resource_version: str,
+        timeout: float,
     ) -> Iterator[Obj]:
-        """Events for one object after `resource_version`, until the server ends the watch."""
+        """Events after `resource_version` (of one object, or of the whole collection when
+        `name` is None), until the server ends the watch."""
         query = {
             "watch": "true",
-            "fieldSelector": f"metadata.name={name}",
+            "fieldSelector": f"metadata.name={name}" if name else "",
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "false",
             "timeoutSeconds": str(max(1, int(timeout))),

@@ -297,29 +297,24 @@ def register_pair(
             side.secret_changed = changed and side.provider in existing
 
         say("waiting for Forklift to test the providers")
-        with ThreadPoolExecutor(max_workers=len(sides)) as pool:
-            waits = {
-                side.provider: pool.submit(
-                    forklift.wait_ready,
-                    host,
-                    namespace,
+        ready = forklift.wait_all_ready(
+            host,
+            namespace,
+            [side.provider for side in sides],
+            max(0.1, deadline - time.monotonic()),
+            retested=frozenset(s.provider for s in sides if s.secret_changed),
+        )
+        for side in sides:
+            provider = ready[side.provider]
+            result.providers.append(
+                ProviderState(
                     side.provider,
-                    max(0.1, deadline - time.monotonic()),
-                    retested=side.secret_changed,
+                    side.role,
+                    side.context,
+                    (provider.get("spec") or {}).get("url", ""),
+                    "Ready",
                 )
-                for side in sides
-            }
-            for side in sides:
-                provider = waits[side.provider].result()
-                result.providers.append(
-                    ProviderState(
-                        side.provider,
-                        side.role,
-                        side.context,
-                        (provider.get("spec") or {}).get("url", ""),
-                        "Ready",
-                    )
-                )
+            )
         result.changes = recorder.changes
         return result
     finally:
@@ -330,8 +325,7 @@ def register_pair(
 def _preflight_host(
     host: Kube, options: PairOptions, sides: list[Side]
 ) -> tuple[str, dict[str, Obj]]:
-    namespace = forklift.find_mtv_namespace(host, options.mtv_namespace)
-    existing = forklift.list_providers(host, namespace)
+    namespace, existing = forklift.discover(host, options.mtv_namespace)
     for side in sides:
         if side.uses_host_provider:
             local = existing.get(side.provider)
