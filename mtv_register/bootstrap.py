@@ -61,19 +61,33 @@ class RemoteSpec:
     namespace: str = manifests.DEFAULT_SERVICE_ACCOUNT_NAMESPACE
     role_name: str = manifests.DEFAULT_ROLE_NAME
     existing_role: bool = False  # --cluster-role: bind a role that exists, create none
+    token_type: str = "secret"  # "secret": long-lived token Secret; "bound": TokenRequest
+    token_ttl: int = 86_400  # seconds, for bound tokens
 
     @property
     def token_secret(self) -> str:
         return manifests.token_secret_name(self.service_account)
 
+    @property
+    def bound(self) -> bool:
+        return self.token_type == "bound"
+
     def manifests(self) -> list[Obj]:
         objects = [] if self.existing_role else [manifests.cluster_role(self.role_name)]
+        token = (
+            [
+                manifests.token_requester_role(self.service_account, self.namespace),
+                manifests.token_requester_binding(self.service_account, self.namespace),
+            ]
+            if self.bound
+            else [manifests.token_secret(self.service_account, self.namespace)]
+        )
         return [
             *objects,
             manifests.namespace(self.namespace),
             manifests.service_account(self.service_account, self.namespace),
             manifests.cluster_role_binding(self.service_account, self.namespace, self.role_name),
-            manifests.token_secret(self.service_account, self.namespace),
+            *token,
         ]
 
 
@@ -86,6 +100,7 @@ class IssuedToken:
     service_account: str
     created: str
     token: str = field(repr=False)
+    expires: str = ""  # bound tokens: when the API server stops accepting it
 
 
 def _managed(obj: Obj) -> bool:
@@ -182,7 +197,12 @@ def _token_secret_same(existing: Obj, desired: Obj) -> bool:
 
 
 def bootstrap(
-    kube: Kube, spec: RemoteSpec, report: Report, *, timeout: float = DEFAULT_TOKEN_TIMEOUT
+    kube: Kube,
+    spec: RemoteSpec,
+    report: Report,
+    *,
+    timeout: float = DEFAULT_TOKEN_TIMEOUT,
+    reuse: IssuedToken | None = None,
 ) -> IssuedToken:
     """Ensure every object of `spec` on the cluster and return its filled token."""
     deadline = time.monotonic() + timeout
@@ -224,6 +244,8 @@ def bootstrap(
         current=unread,
     )
     _ensure_binding(kube, spec, report, fresh=fresh)
+    if spec.bound:
+        return _bound_token(kube, spec, report, unread, reuse=reuse)
     secret = ensure(
         kube,
         SECRET,
@@ -362,7 +384,12 @@ def teardown(kube: Kube, spec: RemoteSpec, report: Report) -> None:
         annotations = secret["metadata"].get("annotations") or {}
         if annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION) == spec.service_account:
             _delete(kube, SECRET, secret, report)
+    from mtv_register.kube import ROLE, ROLE_BINDING
+
+    requester = manifests.token_requester_name(spec.service_account)
     for kind, name, namespace in (
+        (ROLE_BINDING, requester, spec.namespace),
+        (ROLE, requester, spec.namespace),
         (CLUSTER_ROLE_BINDING, spec.service_account, None),
         (SERVICE_ACCOUNT, spec.service_account, spec.namespace),
     ):
@@ -442,3 +469,72 @@ def _delete_namespace_if_empty(kube: Kube, name: str, report: Report) -> None:
         )
         return
     _delete(kube, NAMESPACE, namespace, report)
+
+
+def _bound_token(
+    kube: Kube,
+    spec: RemoteSpec,
+    report: Report,
+    unread: Obj | object | None,
+    *,
+    reuse: IssuedToken | None,
+) -> IssuedToken:
+    """A bound token from the TokenRequest API, and the Role that lets the account request the
+    next one itself. `reuse`: the token the Provider holds, kept while it is fresh enough."""
+    from mtv_register.kube import ROLE, ROLE_BINDING
+
+    ensure(
+        kube,
+        ROLE,
+        manifests.token_requester_role(spec.service_account, spec.namespace),
+        report,
+        same=lambda e, d: e.get("rules") == d["rules"],
+        merge=_role_merge,
+        current=unread,
+    )
+    ensure(
+        kube,
+        ROLE_BINDING,
+        manifests.token_requester_binding(spec.service_account, spec.namespace),
+        report,
+        same=_binding_same,
+        merge=_binding_merge,
+        current=unread,
+    )
+    if reuse is not None:
+        return reuse
+    return request_bound_token(kube, spec.namespace, spec.service_account, spec.token_ttl, report)
+
+
+def request_bound_token(
+    kube: Kube, namespace: str, service_account: str, ttl: int, report: Report
+) -> IssuedToken:
+    from datetime import UTC, datetime
+
+    path = SERVICE_ACCOUNT.path(namespace, service_account, "token")
+    answer = kube.post(path, manifests.token_request(ttl))
+    status = answer.get("status") or {}
+    token = remember(str(status.get("token", "")))
+    if not token:
+        raise errors.MtvRegisterError(
+            f'the TokenRequest for serviceaccount "{namespace}/{service_account}" on '
+            f"{kube.context} returned no token",
+            fix="check the API server's token issuer",
+        )
+    report(
+        Change(
+            kube.context,
+            "TokenRequest",
+            service_account,
+            namespace,
+            f"issued, expires {status.get('expirationTimestamp', '?')}",
+        )
+    )
+    return IssuedToken(
+        "",
+        namespace,
+        service_account,
+        datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        token,
+        expires=str(status.get("expirationTimestamp", "")),
+    )

@@ -39,6 +39,11 @@ class Output(StrEnum):
     yaml = "yaml"
 
 
+class TokenType(StrEnum):
+    secret = "secret"
+    bound = "bound"
+
+
 class MtvOn(StrEnum):
     destination = "destination"
     separate = "separate"
@@ -204,6 +209,16 @@ def register(
     legacy_cacert: Annotated[
         bool, typer.Option(help="Also write the CA under the deprecated `cacert` key.")
     ] = True,
+    token_type: Annotated[
+        TokenType,
+        typer.Option(
+            help="secret: a long-lived token Secret (the seed's way); bound: an expiring token "
+            "from the TokenRequest API."
+        ),
+    ] = TokenType.secret,
+    token_ttl: Annotated[
+        str, typer.Option(help="Lifetime of a bound token (at least 10m).")
+    ] = "24h",
     timeout: Annotated[str, typer.Option(help="Deadline for the whole run, e.g. 90s, 5m.")] = "5m",
     dry_run: Annotated[
         bool, typer.Option(help="Write nothing; print every manifest as YAML, tokens redacted.")
@@ -211,6 +226,16 @@ def register(
     output: Annotated[
         Output, typer.Option("--output", "-o", help="text, json or yaml.")
     ] = Output.text,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Register a fleet: a YAML list of {source, destination[, host, sourceName, "
+            "destinationName]} pairs; other flags apply to every pair."
+        ),
+    ] = None,
+    parallel: Annotated[
+        int, typer.Option(help="With --pairs: pairs registered at once.", min=1)
+    ] = 4,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Never prompt.")] = False,
     interactive: Annotated[
         bool | None, typer.Option(help="Prompt for missing choices (default: when on a terminal).")
@@ -230,7 +255,16 @@ def register(
                 fix="pass a positive duration, e.g. --timeout 5m",
             )
         )
-    prompting = _interactive(interactive, yes)
+    if pairs is not None:
+        if source or destination:
+            _fail(
+                UsageError(
+                    "--pairs and --source/--destination exclude each other",
+                    fix="put every pair in the --pairs file",
+                )
+            )
+        source, destination = "-", "--"  # placeholders: each pair brings its own
+    prompting = _interactive(interactive, yes) and pairs is None
     if prompting and (source is None or destination is None):
         config = _run(lambda: clusters.load_kubeconfig(kubeconfig))
         if source is None:
@@ -265,6 +299,8 @@ def register(
             namespace=sa_namespace,
             role_name=cluster_role or role_name,
             existing_role=cluster_role is not None,
+            token_type=token_type.value,
+            token_ttl=int(_duration(token_ttl, "--token-ttl")),
         ),
         ca_source=ca_source,
         insecure_skip_tls_verify=insecure_skip_tls_verify,
@@ -274,6 +310,9 @@ def register(
         timeout=seconds,
         legacy_cacert=legacy_cacert,
     )
+    if pairs is not None:
+        _register_fleet(options, pairs, parallel, output)
+        return
     if prompting:
         sides = sides_of(options)
         names = {}
@@ -285,6 +324,9 @@ def register(
         options = _with_names(options, names, manifests)
         _confirm_summary(options)
     if insecure_skip_tls_verify:
+        from mtv_register.orchestrator import validate
+
+        _run(lambda: validate(options))  # a refusal is the one line, not a warning and then it
         _err("warning: TLS verification is OFF for both providers (insecureSkipVerify: true)")
     progress = (
         None
@@ -293,6 +335,58 @@ def register(
     )
     result = _run(lambda: register_pair(options, dry_run=dry_run, progress=progress))
     _print_result(result, output, dry_run)
+
+
+def _register_fleet(defaults: PairOptions, path: Path, parallel: int, output: Output) -> None:
+    from mtv_register.errors import PartialFailure
+    from mtv_register.orchestrator import load_pairs, register_fleet
+
+    fleet = _run(lambda: load_pairs(path, defaults))
+
+    def progress(outcome: Any) -> None:
+        if output is Output.text:
+            state = "ok" if outcome.ok else f"FAILED: {outcome.error}"
+            typer.secho(
+                f"  {outcome.pair}: {state} ({outcome.seconds:.1f}s)", err=True, dim=outcome.ok
+            )
+
+    results = _run(lambda: register_fleet(fleet, parallel=parallel, progress=progress))
+    if output is Output.json:
+        typer.echo(
+            json.dumps(
+                [{**vars(r), "providers": [vars(p) for p in r.providers]} for r in results],
+                indent=2,
+            )
+        )
+    elif output is Output.yaml:
+        import yaml
+
+        typer.echo(
+            yaml.safe_dump(
+                [{**vars(r), "providers": [vars(p) for p in r.providers]} for r in results],
+                sort_keys=False,
+            ).rstrip()
+        )
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{len(results)} pairs")
+        for column in ("PAIR", "RESULT", "PROVIDERS", "SECONDS", "ERROR"):
+            table.add_column(column)
+        for r in results:
+            table.add_row(
+                r.pair,
+                ("changed" if r.changed else "unchanged") if r.ok else "failed",
+                ", ".join(p.name for p in r.providers),
+                f"{r.seconds:.1f}",
+                r.error,
+            )
+        Console(width=200).print(table)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        _err(f"error: {len(failed)} of {len(results)} pairs failed")
+        raise typer.Exit(failed[0].exit_code if len(results) == 1 else PartialFailure.exit_code)
 
 
 def _with_names(options: PairOptions, names: dict[str, str], manifests: Any) -> PairOptions:
@@ -447,6 +541,8 @@ def _status_table(report: dict[str, Any]) -> None:
         "PHASE",
         "URL",
         "TOKEN AGE",
+        "TOKEN EXPIRES",
+        "ROTATED",
         "CA EXPIRES",
         "MANAGED",
         "MESSAGE",
@@ -459,6 +555,8 @@ def _status_table(report: dict[str, Any]) -> None:
             row["phase"],
             row["url"],
             age(row["tokenCreated"]),
+            row.get("tokenExpires", "")[:16].replace("T", " ") or "-",
+            (age(row["rotatedAt"]) + " ago") if row.get("rotatedAt") else "-",
             row["caExpires"][:10] or "-",
             "yes" if row["managed"] else "no",
             row["message"],
@@ -668,6 +766,9 @@ def rotate(
     max_age: Annotated[
         str | None, typer.Option(help="Skip tokens younger than this (0s: rotate now).")
     ] = None,
+    before_expiry: Annotated[
+        str | None, typer.Option(help="Bound tokens: renew only those expiring within this.")
+    ] = None,
     source_context: Annotated[
         str | None,
         typer.Option(help="Admin context to recover the source's Provider when its token is dead."),
@@ -712,8 +813,17 @@ def rotate(
             )
         )
     config_path = str(kubeconfig) if kubeconfig else None
+    renew = (
+        None
+        if before_expiry is None
+        else dt.timedelta(seconds=_duration(before_expiry, "--before-expiry"))
+    )
     options = RotateOptions(
-        max_age=age, max_age_label=max_age or "", dry_run=dry_run, timeout=seconds
+        max_age=age,
+        max_age_label=max_age or "",
+        dry_run=dry_run,
+        timeout=seconds,
+        before_expiry=renew,
     )
     progress = (
         None

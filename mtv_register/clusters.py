@@ -56,8 +56,9 @@ def kubeconfig_path(explicit: str | Path | None) -> Path:
 def load_kubeconfig(explicit: str | Path | None = None) -> Kubeconfig:
     path = kubeconfig_path(explicit)
     if not path.is_file():
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
         raise errors.KubeconfigError(
-            f"kubeconfig {path} does not exist", fix="pass --kubeconfig PATH or set KUBECONFIG"
+            f"kubeconfig {path} {what}", fix="pass --kubeconfig PATH or set KUBECONFIG"
         )
     try:
         data = yaml.safe_load(path.read_text())

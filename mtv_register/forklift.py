@@ -47,8 +47,11 @@ class ProviderCredentials:
     token: str = field(repr=False)
     ca_pem: str | None = field(repr=False)
     insecure: bool
-    token_secret_ref: str  # "<namespace>/<name>" on the registered cluster
+    token_secret_ref: str  # "<namespace>/<name>" on the registered cluster ("" when bound)
     token_created: str
+    token_type: str = "secret"
+    service_account_ref: str = ""  # "<namespace>/<name>"
+    token_expires: str = ""
 
 
 def secret_name_for(provider_name: str) -> str:
@@ -146,9 +149,15 @@ def desired_secret(
         ca_cert=creds.ca_pem,
         insecure_skip_verify=creds.insecure,
         legacy_cacert=legacy_cacert,
-        token_secret_ref=creds.token_secret_ref,
+        token_secret_ref=creds.token_secret_ref or None,
     )
-    secret["metadata"].setdefault("annotations", {})[TOKEN_CREATED_ANNOTATION] = creds.token_created
+    annotations = secret["metadata"].setdefault("annotations", {})
+    annotations[TOKEN_CREATED_ANNOTATION] = creds.token_created
+    annotations[manifests.TOKEN_TYPE_ANNOTATION] = creds.token_type
+    if creds.service_account_ref:
+        annotations[manifests.SERVICE_ACCOUNT_ANNOTATION] = creds.service_account_ref
+    if creds.token_expires:
+        annotations[manifests.TOKEN_EXPIRES_ANNOTATION] = creds.token_expires
     return secret
 
 

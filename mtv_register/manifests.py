@@ -481,3 +481,55 @@ def rotation_cron_job(namespace: str, *, schedule: str, max_age: str, image: str
             },
         },
     }
+
+
+# --- Bound tokens (TokenRequest) -----------------------------------------------------------------
+
+TOKEN_TYPE_ANNOTATION: Final = "mtv-register.konveyor.io/token-type"  # "secret" or "bound"
+TOKEN_EXPIRES_ANNOTATION: Final = "mtv-register.konveyor.io/token-expires"
+SERVICE_ACCOUNT_ANNOTATION: Final = "mtv-register.konveyor.io/service-account"  # "<ns>/<name>"
+
+
+def token_requester_name(service_account: str) -> str:
+    return f"{service_account}-token-requester"
+
+
+def token_requester_role(service_account: str, namespace: str) -> Manifest:
+    """Lets the account request new bound tokens for itself, and nothing else: what rotation
+    with the Provider's own credentials needs when tokens come from the TokenRequest API."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {
+            "name": token_requester_name(service_account),
+            "namespace": namespace,
+            "labels": managed_labels(),
+        },
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["serviceaccounts/token"],
+                "resourceNames": [service_account],
+                "verbs": ["create"],
+            }
+        ],
+    }
+
+
+def token_requester_binding(service_account: str, namespace: str) -> Manifest:
+    name = token_requester_name(service_account)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": namespace, "labels": managed_labels()},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+    }
+
+
+def token_request(expiration_seconds: int) -> Manifest:
+    return {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": expiration_seconds},
+    }

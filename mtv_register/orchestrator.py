@@ -86,6 +86,11 @@ class PairResult:
 Progress = Callable[[str], None]
 
 
+def validate(options: PairOptions) -> None:
+    """Refuse options that cannot work; the CLI asks before it warns about what they will do."""
+    _validate(options)
+
+
 def _validate(options: PairOptions) -> None:
     if options.source == options.destination:
         raise errors.UsageError(
@@ -108,6 +113,15 @@ def _validate(options: PairOptions) -> None:
             f"{ca}: Forklift never takes a CA together with skipping TLS "
             "verification",
             fix="drop one of the two",
+        )
+    if options.remote.token_type not in ("secret", "bound"):
+        raise errors.UsageError(
+            f'--token-type "{options.remote.token_type}" is not known', fix="use secret or bound"
+        )
+    if options.remote.bound and options.remote.token_ttl < 600:
+        raise errors.UsageError(
+            f"--token-ttl must be at least 10m for bound tokens, not {options.remote.token_ttl}s",
+            fix="the API server refuses shorter TokenRequests: pass e.g. --token-ttl 24h",
         )
     if options.url_source not in clusters.URL_SOURCES:
         raise errors.UsageError(
@@ -266,21 +280,22 @@ def register_pair(
         say("bootstrap: " + ", ".join(s.context for s in remote))
         with ThreadPoolExecutor(max_workers=len(remote)) as pool:
             futures = [
-                pool.submit(_bootstrap_side, side, options, recorder, deadline) for side in remote
+                pool.submit(
+                    _bootstrap_side,
+                    side,
+                    options,
+                    recorder,
+                    deadline,
+                    _reusable_bound_token(host, namespace, side, options, existing),
+                )
+                for side in remote
             ]
             for future in futures:
                 future.result()
 
         for side in remote:
             assert side.token is not None
-            creds = forklift.ProviderCredentials(
-                url=side.url,
-                token=side.token.token,
-                ca_pem=side.ca_pem,
-                insecure=options.insecure_skip_tls_verify,
-                token_secret_ref=f"{side.token.namespace}/{side.token.secret_name}",
-                token_created=side.token.created,
-            )
+            creds = _credentials(side, options)
             provider, changed = forklift.ensure_provider(
                 host,
                 namespace,
@@ -317,9 +332,46 @@ def register_pair(
             )
         result.changes = recorder.changes
         return result
+    except (errors.PermissionDenied, errors.AuthenticationFailed, errors.PreflightError) as refusal:
+        # Bad input met mid-way (a permission, a name taken): no half-made registration stays.
+        left = _roll_back(kubes, recorder.changes, say)
+        if not left:
+            raise
+        raise type(refusal)(
+            f"{refusal.cause} (could not remove what this run created: {'; '.join(left)})",
+            fix=refusal.fix,
+        ) from None
     finally:
         for kube in kubes.values():
             kube.close()
+
+
+def _roll_back(kubes: dict[str, Kube], changes: list[Change], say: Progress) -> list[str]:
+    """Delete every object this run created, newest first; name those that stay."""
+    from mtv_register.kube import (
+        CLUSTER_ROLE,
+        CLUSTER_ROLE_BINDING,
+        PROVIDER,
+        SECRET,
+        SERVICE_ACCOUNT,
+    )
+
+    kinds = {
+        k.kind: k
+        for k in (CLUSTER_ROLE, CLUSTER_ROLE_BINDING, NAMESPACE, PROVIDER, SECRET, SERVICE_ACCOUNT)
+    }
+    left = []
+    for change in reversed(list(changes)):
+        kind = kinds.get(change.kind)
+        if change.action != "created" or kind is None or change.context not in kubes:
+            continue
+        try:
+            kubes[change.context].delete(kind, change.name, change.namespace or None)
+        except errors.MtvRegisterError as failure:
+            left.append(f"{change.kind} {change.name} on {change.context}: {failure.cause}")
+        else:
+            say(f"rolled back: {change.kind} {change.name} on {change.context}")
+    return left
 
 
 def _preflight_host(
@@ -338,12 +390,76 @@ def _preflight_host(
     return namespace, existing
 
 
-def _bootstrap_side(side: Side, options: PairOptions, recorder: _Recorder, deadline: float) -> None:
+def _bootstrap_side(
+    side: Side,
+    options: PairOptions,
+    recorder: _Recorder,
+    deadline: float,
+    reuse: IssuedToken | None = None,
+) -> None:
     assert side.kube is not None
     side.token = bootstrap(
-        side.kube, options.remote, recorder, timeout=max(0.0, deadline - time.monotonic())
+        side.kube,
+        options.remote,
+        recorder,
+        timeout=max(0.0, deadline - time.monotonic()),
+        reuse=reuse,
     )
     _prove_token(side, options)
+
+
+def _credentials(side: Side, options: PairOptions) -> forklift.ProviderCredentials:
+    assert side.token is not None
+    token = side.token
+    return forklift.ProviderCredentials(
+        url=side.url,
+        token=token.token,
+        ca_pem=side.ca_pem,
+        insecure=options.insecure_skip_tls_verify,
+        token_secret_ref="" if options.remote.bound else f"{token.namespace}/{token.secret_name}",
+        token_created=token.created,
+        token_type=options.remote.token_type,
+        service_account_ref=f"{token.namespace}/{token.service_account}",
+        token_expires=token.expires,
+    )
+
+
+def _reusable_bound_token(
+    host: Kube, namespace: str, side: Side, options: PairOptions, existing: dict[str, Obj]
+) -> IssuedToken | None:
+    """A re-run with bound tokens keeps the Provider's token while more than half of its
+    lifetime is left, so it changes nothing; a fresh one is requested otherwise."""
+    import base64
+    import datetime as dt
+
+    from mtv_register.kube import SECRET
+
+    if not options.remote.bound or side.provider not in existing:
+        return None
+    secret = host.get(SECRET, forklift.secret_name_for(side.provider), namespace)
+    annotations = ((secret or {}).get("metadata") or {}).get("annotations") or {}
+    expires = annotations.get(manifests.TOKEN_EXPIRES_ANNOTATION, "")
+    raw = ((secret or {}).get("data") or {}).get("token", "")
+    if annotations.get(manifests.TOKEN_TYPE_ANNOTATION) != "bound" or not expires or not raw:
+        return None
+    try:
+        left = dt.datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=dt.UTC
+        ) - dt.datetime.now(dt.UTC)
+    except ValueError:
+        return None
+    if left.total_seconds() < options.remote.token_ttl / 2:
+        return None
+    from mtv_register.redaction import remember
+
+    return IssuedToken(
+        "",
+        options.remote.namespace,
+        options.remote.service_account,
+        annotations.get(forklift.TOKEN_CREATED_ANNOTATION, ""),
+        remember(base64.b64decode(raw).decode()),
+        expires=expires,
+    )
 
 
 def _render(
@@ -360,8 +476,12 @@ def _render(
             token=manifests.REDACTED,
             ca_pem=side.ca_pem,
             insecure=options.insecure_skip_tls_verify,
-            token_secret_ref=f"{options.remote.namespace}/{options.remote.token_secret}",
+            token_secret_ref=""
+            if options.remote.bound
+            else f"{options.remote.namespace}/{options.remote.token_secret}",
             token_created="",
+            token_type=options.remote.token_type,
+            service_account_ref=f"{options.remote.namespace}/{options.remote.service_account}",
         )
         secret = forklift.desired_secret(
             side.provider, namespace, creds, legacy_cacert=options.legacy_cacert
@@ -430,6 +550,8 @@ def provider_status(host: Kube, namespace: str) -> list[Obj]:
             "ready": forklift.verdict(provider) == "ready",
             "message": "",
             "tokenCreated": "",
+            "tokenType": "",
+            "tokenExpires": "",
             "caExpires": "",
             "tokenSecret": "",
         }
@@ -444,6 +566,8 @@ def provider_status(host: Kube, namespace: str) -> list[Obj]:
         if secret is not None:
             annotations = secret["metadata"].get("annotations") or {}
             row["tokenCreated"] = annotations.get(forklift.TOKEN_CREATED_ANNOTATION, "")
+            row["tokenType"] = annotations.get(manifests.TOKEN_TYPE_ANNOTATION, "")
+            row["tokenExpires"] = annotations.get(manifests.TOKEN_EXPIRES_ANNOTATION, "")
             row["tokenSecret"] = annotations.get(manifests.TOKEN_SECRET_ANNOTATION, "")
             row["rotatedAt"] = annotations.get(manifests.ROTATED_AT_ANNOTATION, "")
             import base64
@@ -501,3 +625,128 @@ def _remote_objects(
         }
     finally:
         kube.close()
+
+
+# -- fleets ----------------------------------------------------------------------------------------
+
+PAIR_KEYS = {
+    "source",
+    "destination",
+    "host",
+    "sourceName",
+    "destinationName",
+    "mtvNamespace",
+    "sourceUrl",
+    "destinationUrl",
+}
+
+
+@dataclass
+class FleetResult:
+    pair: str
+    ok: bool
+    seconds: float
+    providers: list[ProviderState] = field(default_factory=list)
+    changed: bool = False
+    error: str = ""
+    exit_code: int = 0
+
+
+def load_pairs(path: Path, defaults: PairOptions) -> list[PairOptions]:
+    """A fleet file: `pairs:` (or a bare list) of {source, destination[, host, sourceName,
+    destinationName, mtvNamespace, sourceUrl, destinationUrl]}; the rest comes from flags."""
+    import dataclasses
+
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise errors.UsageError(
+            f"--pairs {path} cannot be read: {err.strerror}", fix="pass a readable YAML file"
+        ) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise errors.UsageError(
+            f"--pairs {path} is not valid YAML{where}",
+            fix="fix the file (a list of {source, destination} entries)",
+        ) from None
+    entries = data.get("pairs") if isinstance(data, dict) else data
+    if not isinstance(entries, list) or not entries:
+        raise errors.UsageError(
+            f"--pairs {path} has no list of pairs",
+            fix="write `pairs:` followed by entries with source and destination",
+        )
+    pairs = []
+    for index, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict):
+            raise errors.UsageError(
+                f"--pairs {path}: entry {index} is not a mapping",
+                fix="give each entry source: and destination:",
+            )
+        unknown = sorted(set(entry) - PAIR_KEYS)
+        missing = [k for k in ("source", "destination") if not entry.get(k)]
+        if unknown or missing:
+            problem = (
+                f"unknown key {', '.join(unknown)}"
+                if unknown
+                else f"missing {' and '.join(missing)}"
+            )
+            raise errors.UsageError(
+                f"--pairs {path}: entry {index}: {problem}",
+                fix=f"use only: {', '.join(sorted(PAIR_KEYS))}",
+            )
+        pairs.append(
+            dataclasses.replace(
+                defaults,
+                source=str(entry["source"]),
+                destination=str(entry["destination"]),
+                host=entry.get("host", defaults.host),
+                source_name=entry.get("sourceName"),
+                destination_name=entry.get("destinationName"),
+                mtv_namespace=entry.get("mtvNamespace", defaults.mtv_namespace),
+                source_url=entry.get("sourceUrl"),
+                destination_url=entry.get("destinationUrl"),
+            )
+        )
+    for pair in pairs:
+        _validate(pair)
+    return pairs
+
+
+def register_fleet(
+    pairs: list[PairOptions],
+    *,
+    parallel: int,
+    progress: Callable[[FleetResult], None] | None = None,
+) -> list[FleetResult]:
+    """Register every pair, `parallel` at a time; one failing pair never stops the others."""
+    from concurrent.futures import as_completed
+
+    def one(options: PairOptions) -> FleetResult:
+        label = f"{options.source} -> {options.destination}"
+        started = time.monotonic()
+        try:
+            result = register_pair(options)
+        except errors.MtvRegisterError as failure:
+            return FleetResult(
+                label,
+                False,
+                time.monotonic() - started,
+                error=failure.line(),
+                exit_code=failure.exit_code,
+            )
+        return FleetResult(
+            label, True, time.monotonic() - started, result.providers, result.mutated
+        )
+
+    results: dict[int, FleetResult] = {}
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        futures = {pool.submit(one, pair): index for index, pair in enumerate(pairs)}
+        for future in as_completed(futures):
+            outcome = future.result()
+            results[futures[future]] = outcome
+            if progress is not None:
+                progress(outcome)
+    return [results[index] for index in range(len(pairs))]

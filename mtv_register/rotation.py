@@ -44,6 +44,9 @@ class Registration:
     insecure: bool
     token_secret: tuple[str, str]  # (namespace, name) on the registered cluster
     token_created: dt.datetime | None
+    token_type: str = "secret"
+    service_account: tuple[str, str] = ("", "")  # (namespace, name)
+    token_expires: dt.datetime | None = None
 
     @property
     def name(self) -> str:
@@ -97,7 +100,14 @@ def read_registration(host: Kube, provider: Obj) -> Registration:
     annotations = secret["metadata"].get("annotations") or {}
     ref_text = annotations.get(manifests.TOKEN_SECRET_ANNOTATION, "")
     token_ns, _, token_name = ref_text.partition("/")
-    if not token_name:
+    token_type = annotations.get(manifests.TOKEN_TYPE_ANNOTATION, "secret")
+    sa_ns, _, sa_name = annotations.get(manifests.SERVICE_ACCOUNT_ANNOTATION, "").partition("/")
+    if token_type == "bound" and not sa_name:
+        raise errors.PreflightError(
+            f'the Secret of Provider "{namespace}/{name}" does not record its service account',
+            fix="re-register it with mtv-register register --token-type bound",
+        )
+    if not token_name and token_type != "bound":
         raise errors.PreflightError(
             f'the Secret of Provider "{namespace}/{name}" does not record its token Secret',
             fix="re-register it with mtv-register register (older registrations lack it)",
@@ -116,6 +126,9 @@ def read_registration(host: Kube, provider: Obj) -> Registration:
         insecure=_decoded(secret, manifests.PROVIDER_SECRET_INSECURE_KEY) == "true",
         token_secret=(token_ns, token_name),
         token_created=_parse_time(annotations.get(forklift.TOKEN_CREATED_ANNOTATION, "")),
+        token_type=token_type,
+        service_account=(sa_ns, sa_name),
+        token_expires=_parse_time(annotations.get(manifests.TOKEN_EXPIRES_ANNOTATION, "")),
     )
 
 
@@ -143,6 +156,7 @@ def managed_providers(host: Kube, namespace: str, names: list[str] | None) -> li
 class RotateOptions:
     max_age: dt.timedelta | None = None
     max_age_label: str = ""  # as the user wrote it, for messages
+    before_expiry: dt.timedelta | None = None  # bound tokens: renew when less is left
     dry_run: bool = False
     timeout: float = ROTATION_TIMEOUT
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -167,6 +181,22 @@ def rotate_provider(
                 f"--max-age {options.max_age_label or format_duration(options.max_age)}",
                 old_secret=old_name,
             )
+    if (
+        registration.token_type == "bound"
+        and options.before_expiry is not None
+        and (registration.token_expires is not None)
+    ):
+        left = registration.token_expires - options.clock()
+        if left > options.before_expiry:
+            from mtv_register.durations import format_duration
+
+            return RotationResult(
+                name,
+                "skipped",
+                f"bound token expires in "
+                f"{format_duration(left)}, more than --before-expiry "
+                f"{format_duration(options.before_expiry)}",
+            )
     if options.dry_run:
         return RotationResult(name, "would rotate", old_secret=old_name)
     remote = Kube.from_token(
@@ -178,9 +208,86 @@ def rotate_provider(
         retry=options.retry,
     )
     try:
+        if registration.token_type == "bound":
+            return _rotate_bound(host, remote, registration, options, report)
         return _rotate(host, remote, registration, options, report)
     finally:
         remote.close()
+
+
+def _rotate_bound(
+    host: Kube, remote: Kube, registration: Registration, options: RotateOptions, report: Report
+) -> RotationResult:
+    """A bound token is renewed by asking for a new one as the account itself (its Role allows
+    exactly that). The old one cannot be revoked: it stops working when it expires."""
+    from mtv_register.bootstrap import request_bound_token
+
+    namespace, account = registration.service_account
+    ttl = (
+        int((registration.token_expires - registration.token_created).total_seconds())
+        if (registration.token_expires and registration.token_created)
+        else 86_400
+    )
+    issued = request_bound_token(remote, namespace, account, max(600, ttl), report)
+    fresh = Kube.from_token(
+        registration.url,
+        issued.token,
+        ca_pem=registration.ca_pem,
+        insecure=registration.insecure,
+        context=remote.context,
+        retry=options.retry,
+    )
+    try:
+        fresh.list(NAMESPACE, limit=1)
+    finally:
+        fresh.close()
+    old_expiry = (registration.secret["metadata"].get("annotations") or {}).get(
+        manifests.TOKEN_EXPIRES_ANNOTATION, ""
+    )
+    extra = {manifests.TOKEN_EXPIRES_ANNOTATION: issued.expires}
+    if not _switch_guarded(
+        host,
+        registration,
+        issued.token,
+        "",
+        issued.created,
+        options.clock(),
+        key=manifests.TOKEN_EXPIRES_ANNOTATION,
+        old_value=old_expiry,
+        new_value=issued.expires,
+        extra=extra,
+    ):
+        return RotationResult(
+            registration.name,
+            "lost-race",
+            "another run switched the provider Secret first; its rotation stands",
+        )
+    report(
+        Change(
+            host.context,
+            "Secret",
+            registration.secret["metadata"]["name"],
+            registration.namespace,
+            "switched to the new bound token",
+        )
+    )
+    try:
+        forklift.wait_ready(
+            host, registration.namespace, registration.name, options.timeout, retested=True
+        )
+    except errors.MtvRegisterError as failure:
+        _switch_back(host, registration, report)
+        raise type(failure)(
+            f'rotation of Provider "{registration.name}" failed and was rolled '
+            f"back: {failure.cause}",
+            fix=failure.fix,
+        ) from None
+    return RotationResult(
+        registration.name,
+        "rotated",
+        f"new bound token expires {issued.expires}; the old one stays valid "
+        f"until {old_expiry or 'its expiry'}",
+    )
 
 
 def _rotate(
@@ -283,27 +390,37 @@ def _suffix() -> str:
 
 
 def _switch_guarded(
-    host: Kube, registration: Registration, token: str, new_ref: str, created: str, now: dt.datetime
+    host: Kube,
+    registration: Registration,
+    token: str,
+    new_ref: str,
+    created: str,
+    now: dt.datetime,
+    *,
+    key: str = manifests.TOKEN_SECRET_ANNOTATION,
+    old_value: str | None = None,
+    new_value: str | None = None,
+    extra: dict[str, str] | None = None,
 ) -> bool:
     """Switch the provider Secret to the new token, guarded by resourceVersion. A conflict is
-    looked at: still on the old token (another writer touched something else) -> switch again;
-    already on ours (our answer was lost) -> done; on a third token -> another rotation won."""
-    old_ref = "/".join(registration.token_secret)
+    looked at through the annotation `key` that names the token: still the old one (another
+    writer touched something else) -> switch again; already ours (our answer was lost) -> done;
+    a third -> another rotation won."""
+    old = "/".join(registration.token_secret) if old_value is None else old_value
+    new = new_ref if new_value is None else new_value
     secret = registration.secret
     for _ in range(5):
         try:
-            _switch(host, secret, token, new_ref, created, now)
+            _switch(host, secret, token, new_ref, created, now, extra)
             return True
         except Conflict:
             current = host.get(SECRET, secret["metadata"]["name"], secret["metadata"]["namespace"])
             if current is None:
                 raise
-            ref = (current["metadata"].get("annotations") or {}).get(
-                manifests.TOKEN_SECRET_ANNOTATION, ""
-            )
-            if ref == new_ref:
+            found = (current["metadata"].get("annotations") or {}).get(key, "")
+            if found == new:
                 return True
-            if ref != old_ref:
+            if found != old:
                 return False
             secret = current
     return False
@@ -350,7 +467,13 @@ def _sweep(
 
 
 def _switch(
-    host: Kube, secret: Obj, token: str, token_ref: str, created: str, now: dt.datetime
+    host: Kube,
+    secret: Obj,
+    token: str,
+    token_ref: str,
+    created: str,
+    now: dt.datetime,
+    extra: dict[str, str] | None = None,
 ) -> Obj:
     updated = dict(secret)
     updated["data"] = {
@@ -359,10 +482,12 @@ def _switch(
     }
     annotations = {
         **(secret["metadata"].get("annotations") or {}),
-        manifests.TOKEN_SECRET_ANNOTATION: token_ref,
         forklift.TOKEN_CREATED_ANNOTATION: created,
         manifests.ROTATED_AT_ANNOTATION: _stamp(now),
+        **(extra or {}),
     }
+    if token_ref:
+        annotations[manifests.TOKEN_SECRET_ANNOTATION] = token_ref
     updated["metadata"] = {**secret["metadata"], "annotations": annotations}
     return host.replace(SECRET, updated)  # carries the resourceVersion read at the start
 
