@@ -44,12 +44,18 @@ class ScrubFilter(logging.Filter):
         return True
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
+    """The CLI's own stderr handler: replaced, never stacked, when installed again."""
+
+
 def install_logging(level: int) -> None:
-    handler = logging.StreamHandler()
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(handler)
+    handler = _Handler()
     handler.addFilter(ScrubFilter())
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.addHandler(handler)
     root.setLevel(level)
     # The kubernetes client logs whole response bodies at DEBUG, Secrets included: never that.
     logging.getLogger("kubernetes.client.rest").setLevel(max(level, logging.INFO))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -101,9 +102,18 @@ def assert_no_token(text: str, *, allowed: tuple[str, ...] = ()) -> None:
         raise AssertionError(f"{len(leaked)} sandbox token(s) leaked into output")
 
 
+LEAK_SCAN = {"tests": 0, "leaks": 0}
+
+
+def _token_forms() -> list[str]:
+    tokens = list(ISSUED_TOKENS)
+    return tokens + [base64.b64encode(t.encode()).decode() for t in tokens]
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Every test fails when a token shows up in its captured stdout, stderr or log records."""
+    """Every test fails when a token (as issued, or base64 as a Secret holds it) shows up in
+    its captured stdout, stderr, log records or traceback."""
     outcome = yield
     report = outcome.get_result()
     if report.when != "call" or item.get_closest_marker("prints_tokens"):
@@ -111,8 +121,79 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     captured = "".join(content for _, content in report.sections)
     if report.longrepr is not None:
         captured += str(report.longrepr)
-    tokens = list(ISSUED_TOKENS)
-    if any(token in captured for token in tokens):
+    LEAK_SCAN["tests"] += 1
+    if any(form in captured for form in _token_forms()):
+        LEAK_SCAN["leaks"] += 1
         report.outcome = "failed"
         report.sections = [(name, "<withheld: it contains a token>") for name, _ in report.sections]
         report.longrepr = "a sandbox token appeared in this test's output, logs or traceback"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After a run that went through every hardening scenario, write docs/reliability.md from
+    the figures the tests recorded: the document is the suite's output, not typed by hand."""
+    from tests.hardening import figures
+
+    data = figures.snapshot()
+    if not all(section in data["scenarios"] for section in figures.EXPECTED_SECTIONS):
+        return
+    write_reliability(
+        Path(__file__).resolve().parent.parent / "docs" / "reliability.md",
+        data,
+        LEAK_SCAN,
+        len(ISSUED_TOKENS),
+    )
+
+
+def write_reliability(path: Path, data: dict[str, Any], scan: dict[str, int], issued: int) -> None:
+    import datetime as dt
+
+    lines = [
+        "# Reliability",
+        "",
+        "Written by the test suite itself (`tests/conftest.py`, `pytest_sessionfinish`) at the "
+        "end of a run",
+        "that went through every hardening scenario; do not edit by hand. Every run of `.ci/run`",
+        f"regenerates it. Last written {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}.",
+        "",
+        "| scenarios | run | held |",
+        "| --- | --- | --- |",
+    ]
+    for section in figures_order(data["scenarios"]):
+        counts = data["scenarios"][section]
+        lines.append(f"| {section} | {counts['run']} | {counts['held']} |")
+    lines += [
+        "",
+        f"Tokens leaked: {scan['leaks']} (the output, logs and tracebacks of {scan['tests']} "
+        f"tests were scanned for each of the {issued} tokens the sandboxes issued, as issued and "
+        "base64-encoded).",
+        "",
+        "What each row means:",
+        "",
+        "- transient faults: every API request a clean `register` (or `rotate`) makes, failed "
+        "once in turn with a 500, a 429 with Retry-After, a dropped connection, an answer lost "
+        "after the work was done, and a 409 Conflict on updates; held = the run succeeded and "
+        "every cluster ended with the same objects as a clean run, no duplicates, every Provider "
+        "Ready.",
+        "- persistent faults: the same requests failing every time; held = the command failed "
+        "with one clear line (or succeeded through a fallback with the clean end state), and a "
+        "re-run without the fault converged to the clean end state with nothing orphaned.",
+        "- bad input: wrong flags, files, contexts, CAs and permissions; held = a documented "
+        "non-zero exit code, one line naming cause and fix, no traceback, nothing written.",
+        "- concurrency: two runs at once on the same pair; held = both ended cleanly and the end "
+        "state equals one clean run.",
+    ]
+    failures = {k: v for k, v in data["failures"].items() if v}
+    if failures:
+        lines += ["", "## Scenarios that did not hold", ""]
+        for section, details in failures.items():
+            lines += [f"- {section}: {detail}" for detail in details]
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def figures_order(scenarios: dict[str, Any]) -> list[str]:
+    from tests.hardening import figures
+
+    known = [s for s in figures.EXPECTED_SECTIONS if s in scenarios]
+    return known + sorted(set(scenarios) - set(known))

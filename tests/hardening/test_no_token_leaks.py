@@ -1,0 +1,85 @@
+"""No token in any output: every command, every output format, the most verbose logging, and
+failures with their exception text. The session-wide hook in tests/conftest.py scans each
+test's captured output too; these tests also scan what the CLI runner captured."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from mtv_register import errors
+from mtv_register.kube import Kube, RetryPolicy
+from mtv_register.sandbox import ISSUED_TOKENS
+from tests.integration.conftest import assert_no_token_in_any_form, cli  # noqa: F401
+
+BASE = ("--source", "source", "--destination", "destination", "--host", "mtv")
+
+
+@pytest.fixture
+def run(cli, kubeconfig):
+    def invoke(*args: str) -> object:
+        result = cli("-vv", *args, "--kubeconfig", str(kubeconfig))
+        assert_no_token_in_any_form(result.stdout + result.stderr)
+        return result
+
+    return invoke
+
+
+@pytest.mark.parametrize("output", ["text", "json", "yaml"])
+def test_register_status_rotate_unregister_at_debug_level_print_no_token(run, output, caplog):
+    caplog.set_level(logging.DEBUG)
+    assert run("register", *BASE, "--yes", "--output", output).exit_code == 0
+    assert run("register", *BASE, "--yes", "--output", output).exit_code == 0
+    assert run("status", "--host", "mtv", "--output", output).exit_code == 0
+    assert (
+        run(
+            "rotate",
+            "--host",
+            "mtv",
+            "--all",
+            "--max-age",
+            "0s",
+            "--output",
+            "json" if output == "json" else "text",
+        ).exit_code
+        == 0
+    )
+    assert run("unregister", *BASE, "--yes").exit_code == 0
+    assert ISSUED_TOKENS, "the sandbox issued tokens to look for"
+    assert "GET /api" in caplog.text or "POST /api" in caplog.text  # debug logs were captured
+    assert_no_token_in_any_form(caplog.text)
+
+
+def test_dry_run_redacts_the_token_of_an_existing_registration(run):
+    assert run("register", *BASE, "--yes").exit_code == 0
+    result = run("register", *BASE, "--yes", "--dry-run", "--output", "yaml")
+    assert result.exit_code == 0
+    assert "token: <redacted>" in result.stdout or "<redacted>" in result.stdout
+
+
+def test_failures_carry_no_token_in_their_message(sandbox, run, caplog):
+    caplog.set_level(logging.DEBUG)
+    assert run("register", *BASE, "--yes").exit_code == 0
+    # Forklift will refuse the next token: the failure path prints conditions and errors.
+    sandbox["source"].cluster.faults.inject("*", "", count=10_000, status=500)
+    result = run("rotate", "--host", "mtv", "--all", "--max-age", "0s")
+    assert result.exit_code != 0
+    assert_no_token_in_any_form(caplog.text)
+
+
+def test_an_error_about_a_refused_token_does_not_quote_it(sandbox):
+    token = sandbox["source"].cluster.add_user("someone")
+    kube = Kube.from_token(
+        sandbox["source"].url,
+        token + "x",
+        ca_pem=sandbox["source"].serving_ca_pem,
+        context="source",
+        retry=RetryPolicy.immediate(),
+    )
+    try:
+        with pytest.raises(errors.AuthenticationFailed) as failure:
+            kube.list(__import__("mtv_register.kube", fromlist=["NAMESPACE"]).NAMESPACE)
+    finally:
+        kube.close()
+    assert token not in str(failure.value) and token not in failure.value.line()
