@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mtv_register import forklift
+from tests.integration.conftest import cli as cli  # the in-process CLI fixture, shared
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import pytest
 from mtv_register import errors
 from mtv_register.kube import Kube, RetryPolicy
 from mtv_register.sandbox import ISSUED_TOKENS
-from tests.integration.conftest import assert_no_token_in_any_form, cli  # noqa: F401
+from tests.integration.conftest import assert_no_token_in_any_form
 
 BASE = ("--source", "source", "--destination", "destination", "--host", "mtv")
 
