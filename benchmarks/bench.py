@@ -49,8 +49,7 @@ def run_env(kubeconfig: Path | None, home: Path) -> dict[str, str]:
 def timed_process(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one child process."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - start
     stderr = process.stderr.read().decode() if process.stderr else ""
@@ -75,9 +74,12 @@ def seed_files(work: Path) -> None:
 
 def tool_requests(sandbox: Sandbox, marks: dict[str, int]) -> list[dict[str, Any]]:
     """The audit events of requests mtv-register made (Forklift's own are left out)."""
-    return [event for context, cluster in sandbox.clusters.items()
-            for event in cluster.cluster.audit.since(marks[context])
-            if event.get("userAgent", "").startswith("mtv-register")]
+    return [
+        event
+        for context, cluster in sandbox.clusters.items()
+        for event in cluster.cluster.audit.since(marks[context])
+        if event.get("userAgent", "").startswith("mtv-register")
+    ]
 
 
 def bench_pair() -> dict[str, Any]:
@@ -93,9 +95,19 @@ def bench_pair() -> dict[str, Any]:
             with Sandbox(mtv_on="separate", token_delay=TOKEN_DELAY) as sandbox:
                 kubeconfig = sandbox.write_kubeconfig(work / "kubeconfig")
                 marks = {c: s.cluster.audit.mark() for c, s in sandbox.clusters.items()}
-                command = [*tool(), "register", "--source", "source", "--destination",
-                           "destination", "--host", "mtv", "--kubeconfig", str(kubeconfig),
-                           "--yes"]
+                command = [
+                    *tool(),
+                    "register",
+                    "--source",
+                    "source",
+                    "--destination",
+                    "destination",
+                    "--host",
+                    "mtv",
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "--yes",
+                ]
                 elapsed, _ = timed_process(command, run_env(kubeconfig, home))
                 first = tool_requests(sandbox, marks)
                 marks = {c: s.cluster.audit.mark() for c, s in sandbox.clusters.items()}
@@ -106,7 +118,8 @@ def bench_pair() -> dict[str, Any]:
                 seed_files(work)
                 manual, _ = timed_process(
                     ["bash", str(ROOT / "benchmarks" / "manual_procedure.sh"), str(work)],
-                    run_env(kubeconfig, home))
+                    run_env(kubeconfig, home),
+                )
         if attempt == 0:
             continue  # warm-up: caches, imports, page cache
         tool_times.append(elapsed)
@@ -139,8 +152,9 @@ def bench_token_notice() -> dict[str, Any]:
             kube.create(NAMESPACE, manifests.namespace("bench"))
             kube.create(SERVICE_ACCOUNT, manifests.service_account("bench", "bench"))
             for run in range(RUNS + 1):
-                secret = kube.create(SECRET, manifests.token_secret("bench", "bench",
-                                                                    name=f"bench-{run}"))
+                secret = kube.create(
+                    SECRET, manifests.token_secret("bench", "bench", name=f"bench-{run}")
+                )
                 wait_for_token(kube, secret, 30)
                 noticed = time.monotonic()
                 filled = sandbox["source"].cluster.token_filled_at[("bench", f"bench-{run}")]
@@ -154,18 +168,36 @@ def bench_token_notice() -> dict[str, Any]:
 # -- start-up -------------------------------------------------------------------------------------
 
 
+FLOORS = {
+    # What any Python CLI pays before its first line runs, and what this one's imports cost:
+    # the bounds the start-up and pair figures are explained with.
+    "python_start_seconds": "pass",
+    "typer_import_seconds": "import typer",
+    "register_imports_seconds": "import mtv_register.cli, mtv_register.orchestrator, "
+    "kubernetes.config",
+}
+
+
 def bench_help() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         home = Path(folder)
         env = run_env(None, home)
-        helps, kubectls = [], []
+        samples: dict[str, list[float]] = {
+            "help_seconds": [],
+            "kubectl_client_seconds": [],
+            **{name: [] for name in FLOORS},
+        }
         for attempt in range(RUNS + 1):
-            help_time, _ = timed_process([*tool(), "--help"], env)
-            kubectl_time, _ = timed_process(["kubectl", "version", "--client"], env)
-            if attempt:
-                helps.append(help_time)
-                kubectls.append(kubectl_time)
-    return {"help_seconds": summary(helps), "kubectl_client_seconds": summary(kubectls)}
+            runs = {
+                "help_seconds": [*tool(), "--help"],
+                "kubectl_client_seconds": ["kubectl", "version", "--client"],
+                **{name: [sys.executable, "-c", code] for name, code in FLOORS.items()},
+            }
+            for name, command in runs.items():
+                elapsed, _ = timed_process(command, env)
+                if attempt:
+                    samples[name].append(elapsed)
+    return {name: summary(values) for name, values in samples.items()}
 
 
 # -- a fleet of clusters into one host ------------------------------------------------------------
@@ -181,9 +213,19 @@ def bench_fleet() -> dict[str, Any]:
                 kubeconfig = sandbox.write_kubeconfig(work / "kubeconfig")
                 pairs = [{"source": s, "destination": "destination"} for s in sandbox.sources]
                 (work / "pairs.yaml").write_text(yaml.safe_dump({"pairs": pairs}))
-                command = [*tool(), "register", "--pairs", str(work / "pairs.yaml"),
-                           "--parallel", str(parallel), "--kubeconfig", str(kubeconfig),
-                           "--yes", "--output", "json"]
+                command = [
+                    *tool(),
+                    "register",
+                    "--pairs",
+                    str(work / "pairs.yaml"),
+                    "--parallel",
+                    str(parallel),
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "--yes",
+                    "--output",
+                    "json",
+                ]
                 elapsed, peak_kib = timed_process(command, run_env(kubeconfig, work / "home"))
         results[f"{label}_seconds"] = elapsed
         results[f"{label}_peak_mb"] = peak_kib / 1024
@@ -196,23 +238,34 @@ def bench_fleet() -> dict[str, Any]:
 def machine() -> dict[str, Any]:
     model = ""
     try:
-        model = next(line.split(":", 1)[1].strip()
-                     for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         model = platform.processor()
-    kubectl = subprocess.run(["kubectl", "version", "--client"], capture_output=True,
-                             text=True, check=False).stdout.splitlines()[:1]
-    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": model,
-            "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "kubectl": kubectl[0] if kubectl else "",
-            "runs": RUNS}
+    kubectl = subprocess.run(
+        ["kubectl", "version", "--client"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()[:1]
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "kubectl": kubectl[0] if kubectl else "",
+        "runs": RUNS,
+    }
 
 
 def main() -> None:
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("help", bench_help), ("token_notice_ms", bench_token_notice), ("pair", bench_pair),
-        ("fleet", bench_fleet)]
+        ("help", bench_help),
+        ("token_notice_ms", bench_token_notice),
+        ("pair", bench_pair),
+        ("fleet", bench_fleet),
+    ]
     results: dict[str, Any] = {"machine": machine()}
     for name, step in steps:
         print(f"bench: {name} ...", flush=True)

@@ -12,20 +12,47 @@ Check = tuple[str, float, float, str, str]  # name, measured, target, unit, how 
 def checks(results: dict[str, Any]) -> list[Check]:
     pair, fleet, start = results["pair"], results["fleet"], results["help"]
     rows: list[Check] = [
-        ("pair / manual kubectl", pair["pair_seconds"]["median"]
-         / pair["manual_kubectl_seconds"]["median"], 0.25, "ratio", "<="),
-        ("--help / kubectl version --client", start["help_seconds"]["median"]
-         / start["kubectl_client_seconds"]["median"], 1.0, "ratio", "<="),
-        (f"fleet of {fleet['clusters']}: parallel / serial",
-         fleet["fleet_parallel_seconds"] / fleet["fleet_serial_seconds"], 0.25, "ratio", "<="),
+        (
+            "pair / manual kubectl",
+            pair["pair_seconds"]["median"] / pair["manual_kubectl_seconds"]["median"],
+            0.25,
+            "ratio",
+            "<=",
+        ),
+        (
+            "--help / kubectl version --client",
+            start["help_seconds"]["median"] / start["kubectl_client_seconds"]["median"],
+            1.0,
+            "ratio",
+            "<=",
+        ),
+        (
+            f"fleet of {fleet['clusters']}: parallel / serial",
+            fleet["fleet_parallel_seconds"] / fleet["fleet_serial_seconds"],
+            0.25,
+            "ratio",
+            "<=",
+        ),
         ("fleet peak memory (parallel)", fleet["fleet_parallel_peak_mb"], 200.0, "MB", "<"),
         ("API requests for one pair", float(pair["requests_per_pair"]), 32.0, "requests", "<="),
-        ("mutating requests on a re-run", float(pair["mutating_requests_on_rerun"]), 0.0,
-         "requests", "<="),
+        (
+            "mutating requests on a re-run",
+            float(pair["mutating_requests_on_rerun"]),
+            0.0,
+            "requests",
+            "<=",
+        ),
     ]
     for delay, figures in results["token_notice_ms"].items():
-        rows.append((f"token noticed after fill, delay {delay} (median)", figures["median"],
-                     20.0, "ms", "<="))
+        rows.append(
+            (
+                f"token noticed after fill, delay {delay} (median)",
+                figures["median"],
+                20.0,
+                "ms",
+                "<=",
+            )
+        )
     return rows
 
 
@@ -56,8 +83,10 @@ def write_report(results: dict[str, Any], docs: Path) -> None:
     ]
     for check in rows:
         name, measured, target, unit, how = check
-        lines.append(f"| {name} | {measured:.3g} {unit} | {how} {target:g} {unit} | "
-                     f"{'yes' if held(check) else '**no**'} |")
+        lines.append(
+            f"| {name} | {measured:.3g} {unit} | {how} {target:g} {unit} | "
+            f"{'yes' if held(check) else '**no**'} |"
+        )
     lines += [
         "",
         "## Figures",
@@ -82,18 +111,52 @@ def write_report(results: dict[str, Any], docs: Path) -> None:
         "- Token noticed after the token controller fills the Secret:",
     ]
     for delay, figures in results["token_notice_ms"].items():
-        lines.append(f"  - delay {delay}: median {figures['median']:.1f} ms, worst "
-                     f"{figures['worst']:.1f} ms")
+        lines.append(
+            f"  - delay {delay}: median {figures['median']:.1f} ms, worst {figures['worst']:.1f} ms"
+        )
     misses = [c for c in rows if not held(c)]
-    lines += ["", "## Misses", ""]
+    lines += ["", "## Misses, and what bounds them", ""]
     if not misses:
         lines.append("None in this run.")
     for name, measured, target, unit, how in misses:
-        lines.append(f"- {name}: {measured:.3g} {unit} against {how} {target:g} {unit} "
-                     f"({measured / target if target else measured:.2f}x the target).")
+        lines.append(
+            f"- {name}: {measured:.3g} {unit} against {how} {target:g} {unit} "
+            f"({measured / target if target else measured:.2f}x the target)."
+        )
+        lines.extend(f"  {line}" for line in _bound(name, results))
     lines += ["", "![ratios against targets](benchmarks.png)", ""]
     (docs / "benchmarks.md").write_text("\n".join(lines))
     _plot(rows, docs / "benchmarks.png")
+
+
+def _bound(name: str, results: dict[str, Any]) -> list[str]:
+    """The measured floor under a missed target, from figures of the same run."""
+    start, pair = results["help"], results["pair"]
+    python = start["python_start_seconds"]["median"]
+    typer_import = start["typer_import_seconds"]["median"]
+    imports = start["register_imports_seconds"]["median"]
+    kubectl = start["kubectl_client_seconds"]["median"]
+    if name.startswith("--help"):
+        return [
+            f"Bound: the interpreter alone starts in {python * 1000:.0f} ms and importing Typer "
+            f"(which `--help` renders) takes {typer_import * 1000:.0f} ms with it, against "
+            f"{kubectl * 1000:.0f} ms for the whole of kubectl, a static Go binary. No Python "
+            "CLI built on Typer can meet this target here; the tool's own code adds "
+            f"{(start['help_seconds']['median'] - typer_import) * 1000:.0f} ms on top."
+        ]
+    if name.startswith("pair"):
+        manual = pair["manual_kubectl_seconds"]["median"]
+        floor = pair["token_delay_seconds"] + imports
+        return [
+            f"Bound: the token controller's delay ({pair['token_delay_seconds']:g}s, paid once "
+            f"because both clusters are bootstrapped at once) plus the imports of the register "
+            f"path ({imports:.2f}s, most of it the `kubernetes` client and its dependencies) "
+            f"make a floor of {floor:.2f}s, {floor / manual:.2f} of the manual procedure; the "
+            f"requests themselves take {pair['pair_seconds']['median'] - floor:.2f}s. Meeting "
+            "0.25 would need a kubeconfig loader and HTTP layer of the tool's own instead of the "
+            "official client, which the design rules out."
+        ]
+    return []
 
 
 def _plot(rows: list[Check], path: Path) -> None:
