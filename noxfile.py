@@ -1,11 +1,11 @@
-"""Sessions: tests (the default), lint, typecheck, demo. `nox` alone runs tests, lint and
-typecheck; CI runs `nox -s tests` through `.ci/run`."""
+"""Sessions: tests (the default), lint, typecheck, docs, demo, bench, e2e_kind. `nox` alone runs
+tests, lint, typecheck and docs; CI runs `nox -s tests` through `.ci/run`."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"

@@ -484,7 +484,9 @@ def status(
             help="PROVIDER=CONTEXT: also show the objects behind a Provider on its cluster."
         ),
     ] = None,
-    output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="text, json or yaml.")
+    ] = Output.text,
 ) -> None:
     """Every Provider on the MTV host: Ready or not and why, URL, token age, CA expiry."""
     from mtv_register import clusters
@@ -590,9 +592,15 @@ def unregister(
     destination_name: Annotated[
         str | None, typer.Option(help="Provider name of the destination.")
     ] = None,
-    service_account: Annotated[str, typer.Option()] = "mtv-provider",
-    sa_namespace: Annotated[str, typer.Option()] = "mtv-register",
-    role_name: Annotated[str, typer.Option()] = "live-migration-role",
+    service_account: Annotated[
+        str, typer.Option(help="ServiceAccount register created on each cluster.")
+    ] = "mtv-provider",
+    sa_namespace: Annotated[
+        str, typer.Option(help="Namespace of that ServiceAccount.")
+    ] = "mtv-register",
+    role_name: Annotated[
+        str, typer.Option(help="ClusterRole register created (removed when nothing else binds it).")
+    ] = "live-migration-role",
     keep_remote: Annotated[
         bool,
         typer.Option(
@@ -601,7 +609,9 @@ def unregister(
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Never prompt.")] = False,
     interactive: Annotated[bool | None, typer.Option(help="Ask before deleting.")] = None,
-    output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="text, json or yaml.")
+    ] = Output.text,
 ) -> None:
     """Remove what `register` created, on every cluster, and nothing else."""
     from mtv_register.bootstrap import RemoteSpec
@@ -786,7 +796,9 @@ def rotate(
     timeout: Annotated[str, typer.Option(help="Deadline per Provider.")] = "5m",
     dry_run: Annotated[bool, typer.Option(help="Say what would rotate; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Never prompt.")] = False,
-    output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="text, json or yaml.")
+    ] = Output.text,
 ) -> None:
     """Rotate Provider credentials with no downtime, using each Provider's own token."""
     import datetime as dt
