@@ -246,6 +246,8 @@ def bootstrap(
     _ensure_binding(kube, spec, report, fresh=fresh)
     if spec.bound:
         return _bound_token(kube, spec, report, unread, reuse=reuse)
+    if reuse is not None:
+        return reuse  # the token the Provider holds (the caller proves it still works)
     secret = ensure(
         kube,
         SECRET,

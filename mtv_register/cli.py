@@ -5,8 +5,10 @@ Imports of the library stay inside the commands, so `mtv-register --help` starts
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -49,6 +51,32 @@ class MtvOn(StrEnum):
     destination = "destination"
     separate = "separate"
 
+
+class Client(StrEnum):
+    kubernetes = "kubernetes"
+    oc = "oc"
+
+
+ClientOption = Annotated[
+    Client,
+    typer.Option(
+        "--client",
+        help="How to speak to the clusters: kubernetes (the Python client) or oc (the oc or "
+        "kubectl binary, through openshift-client; see docs/oc-backend.md).",
+    ),
+]
+OcPathOption = Annotated[
+    str | None,
+    typer.Option(help="With --client oc: the binary to run (default: oc on PATH, else kubectl)."),
+]
+ExplainOption = Annotated[
+    bool,
+    typer.Option(
+        "--explain",
+        help="With --client oc: print the commands the run executed, tokens redacted, as a "
+        "runbook (after the result; on stderr with -o json/yaml).",
+    ),
+]
 
 _state: dict[str, Any] = {"verbose": 0}
 
@@ -94,6 +122,29 @@ def _duration(value: str, flag: str) -> float:
         return parse_duration(value).total_seconds()
     except ValueError as error:
         _fail(UsageError(f"{flag}: {error}"))
+
+
+def _check_client(client: Client, oc_path: str | None, explain: bool) -> None:
+    from mtv_register.errors import UsageError
+
+    if client is Client.kubernetes and (oc_path or explain):
+        flag = "--oc-path" if oc_path else "--explain"
+        _fail(UsageError(f"{flag} needs --client oc", fix="add --client oc, or drop " + flag))
+
+
+@contextlib.contextmanager
+def _explaining(explain: bool, output: Output) -> Iterator[None]:
+    """--explain: after the block (even a failed one), the commands it ran, as a runbook."""
+    if not explain:
+        yield
+        return
+    from mtv_register import oc_backend
+
+    oc_backend.TRAIL.start()
+    try:
+        yield
+    finally:
+        typer.echo(oc_backend.TRAIL.runbook(), err=output is not Output.text)
 
 
 def _interactive(flag: bool | None, yes: bool) -> bool:
@@ -243,6 +294,9 @@ def register(
     interactive: Annotated[
         bool | None, typer.Option(help="Prompt for missing choices (default: when on a terminal).")
     ] = None,
+    client: ClientOption = Client.kubernetes,
+    oc_path: OcPathOption = None,
+    explain: ExplainOption = False,
 ) -> None:
     """Register a source/destination pair with MTV: credentials on both, Providers on the host."""
     from mtv_register import clusters, manifests
@@ -250,6 +304,7 @@ def register(
     from mtv_register.errors import UsageError
     from mtv_register.orchestrator import PairOptions, register_pair, sides_of
 
+    _check_client(client, oc_path, explain)
     seconds = _duration(timeout, "--timeout")
     if seconds <= 0:
         _fail(
@@ -312,9 +367,12 @@ def register(
         destination_url=destination_url,
         timeout=seconds,
         legacy_cacert=legacy_cacert,
+        backend=client.value,
+        oc_path=oc_path,
     )
     if pairs is not None:
-        _register_fleet(options, pairs, parallel, output)
+        with _explaining(explain, output):
+            _register_fleet(options, pairs, parallel, output)
         return
     if prompting:
         sides = sides_of(options)
@@ -329,15 +387,16 @@ def register(
     if insecure_skip_tls_verify:
         from mtv_register.orchestrator import validate
 
-        _run(lambda: validate(options))  # a refusal is the one line, not a warning and then it
+        _run(lambda: validate(options))  # refused options get their one line, no warning first
         _err("warning: TLS verification is OFF for both providers (insecureSkipVerify: true)")
     progress = (
         None
         if output is not Output.text
         else (lambda line: typer.secho(f"  {line}", err=True, dim=True))
     )
-    result = _run(lambda: register_pair(options, dry_run=dry_run, progress=progress))
-    _print_result(result, output, dry_run)
+    with _explaining(explain, output):
+        result = _run(lambda: register_pair(options, dry_run=dry_run, progress=progress))
+        _print_result(result, output, dry_run)
 
 
 def _register_fleet(defaults: PairOptions, path: Path, parallel: int, output: Output) -> None:
@@ -487,12 +546,16 @@ def status(
     output: Annotated[
         Output, typer.Option("--output", "-o", help="text, json or yaml.")
     ] = Output.text,
+    client: ClientOption = Client.kubernetes,
+    oc_path: OcPathOption = None,
+    explain: ExplainOption = False,
 ) -> None:
     """Every Provider on the MTV host: Ready or not and why, URL, token age, CA expiry."""
     from mtv_register import clusters
     from mtv_register.errors import UsageError
     from mtv_register.orchestrator import status as read_status
 
+    _check_client(client, oc_path, explain)
     remotes: dict[str, str] = {}
     for item in remote or []:
         provider, _, context = item.partition("=")
@@ -509,11 +572,21 @@ def status(
         host = config.data.get("current-context") or None
         if host is None:
             _fail(UsageError("no --host and no current-context", fix="pass --host CONTEXT"))
-    report = _run(
-        lambda: read_status(
-            host=host, kubeconfig=kubeconfig, mtv_namespace=mtv_namespace, remotes=remotes
+    with _explaining(explain, output):
+        report = _run(
+            lambda: read_status(
+                host=host,
+                kubeconfig=kubeconfig,
+                mtv_namespace=mtv_namespace,
+                remotes=remotes,
+                backend=client.value,
+                oc_path=oc_path,
+            )
         )
-    )
+        _print_status(report, output)
+
+
+def _print_status(report: dict[str, Any], output: Output) -> None:
     if output is Output.json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -612,11 +685,15 @@ def unregister(
     output: Annotated[
         Output, typer.Option("--output", "-o", help="text, json or yaml.")
     ] = Output.text,
+    client: ClientOption = Client.kubernetes,
+    oc_path: OcPathOption = None,
+    explain: ExplainOption = False,
 ) -> None:
     """Remove what `register` created, on every cluster, and nothing else."""
     from mtv_register.bootstrap import RemoteSpec
     from mtv_register.orchestrator import PairOptions, unregister_pair
 
+    _check_client(client, oc_path, explain)
     options = PairOptions(
         source=source,
         destination=destination,
@@ -628,6 +705,8 @@ def unregister(
         remote=RemoteSpec(
             service_account=service_account, namespace=sa_namespace, role_name=role_name
         ),
+        backend=client.value,
+        oc_path=oc_path,
     )
     if _interactive(interactive, yes) and not typer.confirm(
         f"Remove the Providers of {source} and {destination} from "
@@ -636,13 +715,14 @@ def unregister(
     ):
         _err("aborted: nothing was changed")
         raise typer.Exit(1)
-    changes = _run(lambda: unregister_pair(options, keep_remote=keep_remote))
-    if output is Output.json:
-        typer.echo(json.dumps([vars(c) for c in changes], indent=2))
-        return
-    for change in changes:
-        typer.echo(str(change))
-    typer.echo("pair unregistered")
+    with _explaining(explain, output):
+        changes = _run(lambda: unregister_pair(options, keep_remote=keep_remote))
+        if output is Output.json:
+            typer.echo(json.dumps([vars(c) for c in changes], indent=2))
+        else:
+            for change in changes:
+                typer.echo(str(change))
+            typer.echo("pair unregistered")
 
 
 # -- sandbox -----------------------------------------------------------------------------------
@@ -799,6 +879,9 @@ def rotate(
     output: Annotated[
         Output, typer.Option("--output", "-o", help="text, json or yaml.")
     ] = Output.text,
+    client: ClientOption = Client.kubernetes,
+    oc_path: OcPathOption = None,
+    explain: ExplainOption = False,
 ) -> None:
     """Rotate Provider credentials with no downtime, using each Provider's own token."""
     import datetime as dt
@@ -811,6 +894,7 @@ def rotate(
         rotate_all,
     )
 
+    _check_client(client, oc_path, explain)
     if bool(provider) == all_providers:
         _fail(
             UsageError(
@@ -849,7 +933,13 @@ def rotate(
     def run() -> list[Any]:
         from mtv_register import forklift
 
-        kube = open_host(kubeconfig=config_path, host=host, in_cluster=in_cluster)
+        kube = open_host(
+            kubeconfig=config_path,
+            host=host,
+            in_cluster=in_cluster,
+            backend=client.value,
+            oc_path=oc_path,
+        )
         try:
             # The CronJob's pod runs in the namespace `schedule` checked, and its Role grants
             # nothing on Namespace objects: there, take the namespace as given.
@@ -859,7 +949,10 @@ def rotate(
                 else forklift.find_mtv_namespace(kube, mtv_namespace)
             )
             recovery = recovery_for(
-                config_path, [c for c in (source_context, destination_context) if c]
+                config_path,
+                [c for c in (source_context, destination_context) if c],
+                backend=client.value,
+                oc_path=oc_path,
             )
             return rotate_all(
                 kube,
@@ -873,15 +966,16 @@ def rotate(
         finally:
             kube.close()
 
-    results = _run(run)
-    if output is Output.json:
-        typer.echo(json.dumps([vars(r) for r in results], indent=2))
-    else:
-        for result in results:
-            detail = f": {result.reason}" if result.reason else ""
-            typer.echo(f"Provider {result.provider} {result.action}{detail}")
-        if not results:
-            typer.echo("no Provider registered by mtv-register was found")
+    with _explaining(explain, output):
+        results = _run(run)
+        if output is Output.json:
+            typer.echo(json.dumps([vars(r) for r in results], indent=2))
+        else:
+            for result in results:
+                detail = f": {result.reason}" if result.reason else ""
+                typer.echo(f"Provider {result.provider} {result.action}{detail}")
+            if not results:
+                typer.echo("no Provider registered by mtv-register was found")
     failed = [r for r in results if r.action == "failed"]
     if failed:
         code = failed[0].exit_code if len(failed) == 1 else PartialFailure.exit_code

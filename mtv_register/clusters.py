@@ -23,6 +23,7 @@ from mtv_register import errors
 from mtv_register.kube import CONFIG_MAP, INFRASTRUCTURE, Kube, RetryPolicy
 
 CA_SOURCES = ("root", "kubeconfig", "system")  # plus "file:PATH"
+BACKENDS = ("kubernetes", "oc")  # the `kubernetes` client; the oc/kubectl binary (oc_backend)
 URL_SOURCES = ("kubeconfig", "infrastructure")
 
 
@@ -77,15 +78,33 @@ def load_kubeconfig(explicit: str | Path | None = None) -> Kubeconfig:
     return Kubeconfig(path, data)
 
 
-def connect(kubeconfig: Kubeconfig, context: str, *, retry: RetryPolicy | None = None) -> Kube:
-    """An API client for a context; no request is made yet."""
-    from kubernetes import config as k8s_config
-
+def connect(
+    kubeconfig: Kubeconfig,
+    context: str,
+    *,
+    retry: RetryPolicy | None = None,
+    backend: str = "kubernetes",
+    oc_path: str | None = None,
+) -> Kube:
+    """An API client for a context; no request is made yet. `backend="oc"`: the same verbs run
+    as commands of `oc_path` (default: oc, else kubectl) through openshift-client."""
+    if backend not in BACKENDS:
+        raise errors.UsageError(
+            f'--client "{backend}" is not known', fix=f"use {' or '.join(BACKENDS)}"
+        )
     if context not in kubeconfig.contexts:
         known = ", ".join(kubeconfig.contexts) or "none"
         raise errors.KubeconfigError(
             f'context "{context}" is not in {kubeconfig.path}', fix=f"use one of: {known}"
         )
+    url = str(kubeconfig.cluster_of(context).get("server", ""))
+    if backend == "oc":
+        from mtv_register import oc_backend  # only now: the default never loads openshift-client
+
+        client = oc_backend.client_class(oc_backend.resolve_binary(oc_path))
+        return client(os.path.abspath(kubeconfig.path), context=context, url=url, retry=retry)
+    from kubernetes import config as k8s_config
+
     try:
         api_client = k8s_config.new_client_from_config_dict(kubeconfig.data, context=context)
     except (k8s_config.ConfigException, ValueError, KeyError, TypeError) as err:
@@ -93,23 +112,37 @@ def connect(kubeconfig: Kubeconfig, context: str, *, retry: RetryPolicy | None =
             f'context "{context}" in {kubeconfig.path} cannot be used: {err}',
             fix="repair that context (cluster, user and credentials)",
         ) from None
-    url = str(kubeconfig.cluster_of(context).get("server", ""))
     return Kube(api_client, context=context, url=url, retry=retry)
 
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
-def in_cluster(*, retry: RetryPolicy | None = None) -> Kube:
+def in_cluster(
+    *, retry: RetryPolicy | None = None, backend: str = "kubernetes", oc_path: str | None = None
+) -> Kube:
     """The pod's own service account (the scheduled rotation's CronJob).
 
     `$MTV_REGISTER_SERVICEACCOUNT_DIR` replaces the mounted folder (token, ca.crt) where the
     token is projected elsewhere; the API address comes from KUBERNETES_SERVICE_HOST/PORT.
     """
+    folder = Path(os.environ.get("MTV_REGISTER_SERVICEACCOUNT_DIR", SERVICE_ACCOUNT_DIR))
+    if backend == "oc":
+        from mtv_register import oc_backend
+
+        address = os.environ.get("KUBERNETES_SERVICE_HOST", "")
+        if not address or not (folder / "token").is_file():
+            raise errors.KubeconfigError(
+                "--in-cluster: not running in a pod (no KUBERNETES_SERVICE_HOST or no token)",
+                fix="drop --in-cluster and pass --host CONTEXT",
+            )
+        address = f"[{address}]" if ":" in address else address
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        client = oc_backend.client_class(oc_backend.resolve_binary(oc_path))
+        return client.from_service_account(f"https://{address}:{port}", str(folder), retry=retry)
     from kubernetes import client as k8s
     from kubernetes.config import incluster_config
 
-    folder = Path(os.environ.get("MTV_REGISTER_SERVICEACCOUNT_DIR", SERVICE_ACCOUNT_DIR))
     configuration = k8s.Configuration()
     try:
         incluster_config.InClusterConfigLoader(

@@ -178,13 +178,15 @@ def ensure_provider(
     report: Report,
     *,
     legacy_cacert: bool = True,
+    current_secret: Obj | None = None,
 ) -> tuple[Obj, bool]:
-    """The provider Secret and Provider as desired; (provider, secret_changed)."""
+    """The provider Secret and Provider as desired; (provider, secret_changed).
+    `current_secret`: the provider Secret as read when the run chose its token."""
     remember(creds.token)
     secret = desired_secret(name, namespace, creds, legacy_cacert=legacy_cacert)
     # No Provider yet: its Secret is most likely absent too, so create it without a read.
     secret_changed, stored = _ensure_secret(
-        kube, secret, report, assume_absent=existing_provider is None
+        kube, secret, report, assume_absent=existing_provider is None, known=current_secret
     )
     provider = _ensure_provider_object(
         kube, desired_provider(name, namespace, creds.url), existing_provider, report
@@ -210,17 +212,40 @@ def _forklift_admission(kube: Kube, meta: Obj) -> Iterator[None]:
         ) from None
 
 
+def _token_ref(secret: Obj | None) -> str:
+    return ((secret or {}).get("metadata", {}).get("annotations") or {}).get(
+        manifests.TOKEN_SECRET_ANNOTATION, ""
+    )
+
+
 def _ensure_secret(
-    kube: Kube, desired: Obj, report: Report, *, assume_absent: bool = False
+    kube: Kube,
+    desired: Obj,
+    report: Report,
+    *,
+    assume_absent: bool = False,
+    known: Obj | None = None,
 ) -> tuple[bool, Obj]:
-    """(changed, the Secret as stored)."""
+    """(changed, the Secret as stored). `known`: the Secret as read when the token was chosen;
+    a write is guarded by it, so a token another run switched to meanwhile is never undone."""
     meta = desired["metadata"]
     for attempt in range(5):
-        existing = (
-            None
-            if assume_absent and attempt == 0
-            else kube.get(SECRET, meta["name"], meta["namespace"])
-        )
+        if attempt == 0 and known is not None:
+            existing: Obj | None = known
+        elif assume_absent and attempt == 0:
+            existing = None
+        else:
+            existing = kube.get(SECRET, meta["name"], meta["namespace"])
+            if (
+                known is not None
+                and existing is not None
+                and _token_ref(existing) not in (_token_ref(known), _token_ref(desired))
+            ):
+                raise errors.ConflictError(
+                    f'the provider Secret "{meta["namespace"]}/{meta["name"]}" on '
+                    f"{kube.context} was switched to another token meanwhile (a rotation?)",
+                    fix="re-run: it keeps the token now in place when that one works",
+                )
         if existing is None:
             try:
                 with _forklift_admission(kube, meta):

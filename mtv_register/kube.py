@@ -14,15 +14,17 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import tenacity
 import urllib3
-from kubernetes import client as k8s
 
 from mtv_register import errors
 from mtv_register.redaction import scrub
+
+if TYPE_CHECKING:  # imported where used: `--client oc` never loads the kubernetes client
+    from kubernetes import client as k8s
 
 Obj = dict[str, Any]
 
@@ -139,6 +141,8 @@ class Kube:
         retry: RetryPolicy | None = None,
     ) -> Kube:
         """A client holding a service account's token, e.g. to prove it works."""
+        from kubernetes import client as k8s
+
         configuration = k8s.Configuration()
         configuration.host = url
         configuration.api_key = {"authorization": f"Bearer {token}"}

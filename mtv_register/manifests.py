@@ -61,6 +61,8 @@ PAIR_LABEL: Final = "mtv-register.konveyor.io/pair"
 # "<namespace>/<name>" of the token Secret on the registered cluster, so rotation can find it.
 TOKEN_SECRET_ANNOTATION: Final = "mtv-register.konveyor.io/token-secret"
 ROTATED_AT_ANNOTATION: Final = "mtv-register.konveyor.io/rotated-at"
+# On a token Secret made by rotation: the name of the token Secret it replaces (its lineage).
+TOKEN_REPLACES_ANNOTATION: Final = "mtv-register.konveyor.io/replaces"
 
 LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
 REDACTED: Final = "<redacted>"

@@ -37,6 +37,8 @@ class PairOptions:
     timeout: float = DEFAULT_TIMEOUT
     legacy_cacert: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    backend: str = "kubernetes"  # kubernetes | oc (clusters.BACKENDS)
+    oc_path: str | None = None  # with backend "oc": the binary (default: oc, else kubectl)
 
     @property
     def host_context(self) -> str:
@@ -56,6 +58,7 @@ class Side:
     ca_pem: str | None = field(default=None, repr=False)
     token: IssuedToken | None = None
     secret_changed: bool = False  # the provider Secret was rewritten: Forklift re-tests it
+    recorded: Obj | None = field(default=None, repr=False)  # the provider Secret, as first read
 
 
 @dataclass
@@ -203,8 +206,8 @@ def _url_and_ca(side: Side, options: PairOptions, kubeconfig: clusters.Kubeconfi
 def _prove_token(side: Side, options: PairOptions) -> None:
     """The service account's own token, over the URL and CA Forklift will use, can list what
     Forklift's connection test lists first."""
-    assert side.token is not None
-    kube = Kube.from_token(
+    assert side.token is not None and side.kube is not None
+    kube = type(side.kube).from_token(  # the same backend as the kubeconfig's clients
         side.url,
         side.token.token,
         ca_pem=side.ca_pem,
@@ -232,6 +235,12 @@ def _prove_token(side: Side, options: PairOptions) -> None:
         kube.close()
 
 
+def _connect(kubeconfig: clusters.Kubeconfig, context: str, options: PairOptions) -> Kube:
+    return clusters.connect(
+        kubeconfig, context, retry=options.retry, backend=options.backend, oc_path=options.oc_path
+    )
+
+
 class _Recorder:
     def __init__(self, progress: Progress | None) -> None:
         self.changes: list[Change] = []
@@ -254,7 +263,7 @@ def register_pair(
     kubeconfig = clusters.load_kubeconfig(options.kubeconfig)
     sides = sides_of(options)
     contexts = {options.host_context, *(s.context for s in sides)}
-    kubes = {ctx: clusters.connect(kubeconfig, ctx, retry=options.retry) for ctx in contexts}
+    kubes = {ctx: _connect(kubeconfig, ctx, options) for ctx in contexts}
     recorder = _Recorder(progress)
     try:
         remote = [s for s in sides if not s.uses_host_provider]
@@ -287,6 +296,7 @@ def register_pair(
                     recorder,
                     deadline,
                     _reusable_bound_token(host, namespace, side, options, existing),
+                    (host, namespace) if side.provider in existing else None,
                 )
                 for side in remote
             ]
@@ -304,6 +314,7 @@ def register_pair(
                 existing.get(side.provider),
                 recorder,
                 legacy_cacert=options.legacy_cacert,
+                current_secret=side.recorded,
             )
             if not changed and forklift.verdict(provider) == "failed":
                 # The tool just proved these credentials: let Forklift see the repaired cause.
@@ -352,13 +363,24 @@ def _roll_back(kubes: dict[str, Kube], changes: list[Change], say: Progress) -> 
         CLUSTER_ROLE,
         CLUSTER_ROLE_BINDING,
         PROVIDER,
+        ROLE,
+        ROLE_BINDING,
         SECRET,
         SERVICE_ACCOUNT,
     )
 
     kinds = {
         k.kind: k
-        for k in (CLUSTER_ROLE, CLUSTER_ROLE_BINDING, NAMESPACE, PROVIDER, SECRET, SERVICE_ACCOUNT)
+        for k in (
+            CLUSTER_ROLE,
+            CLUSTER_ROLE_BINDING,
+            NAMESPACE,
+            PROVIDER,
+            ROLE,
+            ROLE_BINDING,
+            SECRET,
+            SERVICE_ACCOUNT,
+        )
     }
     left = []
     for change in reversed(list(changes)):
@@ -396,16 +418,65 @@ def _bootstrap_side(
     recorder: _Recorder,
     deadline: float,
     reuse: IssuedToken | None = None,
+    registered: tuple[Kube, str] | None = None,  # (host, namespace) when the Provider exists
 ) -> None:
     assert side.kube is not None
+    kept = _kept_token(side, options, *registered) if registered and reuse is None else None
     side.token = bootstrap(
         side.kube,
         options.remote,
         recorder,
         timeout=max(0.0, deadline - time.monotonic()),
-        reuse=reuse,
+        reuse=reuse or kept,
     )
-    _prove_token(side, options)
+    try:
+        _prove_token(side, options)
+    except errors.AuthenticationFailed:
+        if kept is None or registered is None:
+            raise
+        # The Provider's token stopped working: revoked, or replaced by a rotation meanwhile.
+        newer = _kept_token(side, options, *registered)
+        side.token = (
+            newer
+            if newer is not None and newer.token != kept.token
+            else bootstrap(
+                side.kube,
+                options.remote,
+                recorder,
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+        )
+        _prove_token(side, options)
+
+
+def _kept_token(side: Side, options: PairOptions, host: Kube, namespace: str) -> IssuedToken | None:
+    """The token the provider Secret holds, when it comes from a token Secret of this service
+    account: a re-run keeps it (a rotated one too) instead of switching back to the first."""
+    import base64
+
+    from mtv_register.kube import SECRET
+    from mtv_register.redaction import remember
+
+    if options.remote.bound:
+        return None
+    side.recorded = host.get(SECRET, forklift.secret_name_for(side.provider), namespace)
+    annotations = ((side.recorded or {}).get("metadata") or {}).get("annotations") or {}
+    raw = ((side.recorded or {}).get("data") or {}).get("token", "")
+    ref_namespace, _, ref = annotations.get(manifests.TOKEN_SECRET_ANNOTATION, "").partition("/")
+    account = options.remote.service_account
+    if not raw or ref_namespace != options.remote.namespace:
+        return None
+    if ref != manifests.token_secret_name(account) and not ref.startswith(
+        manifests.token_secret_generate_name(account)
+    ):
+        return None
+    return IssuedToken(
+        ref,
+        ref_namespace,
+        account,
+        annotations.get(forklift.TOKEN_CREATED_ANNOTATION, ""),
+        remember(base64.b64decode(raw).decode()),
+    )
 
 
 def _credentials(side: Side, options: PairOptions) -> forklift.ProviderCredentials:
@@ -506,7 +577,7 @@ def unregister_pair(
     kubeconfig = clusters.load_kubeconfig(options.kubeconfig)
     sides = sides_of(options)
     contexts = {options.host_context, *(s.context for s in sides)}
-    kubes = {ctx: clusters.connect(kubeconfig, ctx, retry=options.retry) for ctx in contexts}
+    kubes = {ctx: _connect(kubeconfig, ctx, options) for ctx in contexts}
     recorder = _Recorder(progress)
     try:
         host = kubes[options.host_context]
@@ -590,9 +661,11 @@ def status(
     mtv_namespace: str | None = None,
     remotes: dict[str, str] | None = None,
     retry: RetryPolicy | None = None,
+    backend: str = "kubernetes",
+    oc_path: str | None = None,
 ) -> Obj:
     config = clusters.load_kubeconfig(kubeconfig)
-    host_kube = clusters.connect(config, host, retry=retry)
+    host_kube = clusters.connect(config, host, retry=retry, backend=backend, oc_path=oc_path)
     try:
         namespace = forklift.find_mtv_namespace(host_kube, mtv_namespace)
         rows = provider_status(host_kube, namespace)
@@ -600,16 +673,14 @@ def status(
         host_kube.close()
     remote_rows = []
     for context, provider in (remotes or {}).items():
-        remote_rows.append(_remote_objects(config, context, provider, retry))
+        remote = clusters.connect(config, context, retry=retry, backend=backend, oc_path=oc_path)
+        remote_rows.append(_remote_objects(remote, context, provider))
     return {"host": host, "namespace": namespace, "providers": rows, "remotes": remote_rows}
 
 
-def _remote_objects(
-    config: clusters.Kubeconfig, context: str, provider: str, retry: RetryPolicy | None
-) -> Obj:
+def _remote_objects(kube: Kube, context: str, provider: str) -> Obj:
     from mtv_register.kube import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, SECRET, SERVICE_ACCOUNT
 
-    kube = clusters.connect(config, context, retry=retry)
     spec = RemoteSpec()
     selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
     try:

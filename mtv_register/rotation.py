@@ -199,7 +199,7 @@ def rotate_provider(
             )
     if options.dry_run:
         return RotationResult(name, "would rotate", old_secret=old_name)
-    remote = Kube.from_token(
+    remote = type(host).from_token(  # the host's backend: kubernetes client or oc
         registration.url,
         registration.token,
         ca_pem=registration.ca_pem,
@@ -229,7 +229,7 @@ def _rotate_bound(
         else 86_400
     )
     issued = request_bound_token(remote, namespace, account, max(600, ttl), report)
-    fresh = Kube.from_token(
+    fresh = type(remote).from_token(
         registration.url,
         issued.token,
         ca_pem=registration.ca_pem,
@@ -295,7 +295,14 @@ def _rotate(
 ) -> RotationResult:
     name = registration.name
     old_ns, old_name = registration.token_secret
-    old = remote.get(SECRET, old_name, old_ns)
+    try:
+        old = remote.get(SECRET, old_name, old_ns)
+    except errors.AuthenticationFailed:
+        raise errors.AuthenticationFailed(
+            f'the token of Provider "{name}" is refused by its cluster (401 Unauthorized): it was '
+            "revoked (its token Secret or service account deleted)",
+            fix="recover with --source-context/--destination-context (admin credentials)",
+        ) from None
     if old is None:
         raise errors.PreflightError(
             f'the token Secret "{old_ns}/{old_name}" of Provider "{name}" is gone from its '
@@ -305,7 +312,7 @@ def _rotate(
     service_account = (old["metadata"].get("annotations") or {}).get(
         manifests.SERVICE_ACCOUNT_NAME_ANNOTATION, ""
     )
-    created = _create_token_secret(remote, service_account, old_ns)
+    created = _create_token_secret(remote, service_account, old_ns, replaces=old_name)
     new_name = created["metadata"]["name"]
     report(Change(remote.context, "Secret", new_name, old_ns, "created"))
     new_ref = f"{old_ns}/{new_name}"
@@ -315,7 +322,7 @@ def _rotate(
         issued = wait_for_token(remote, created, options.timeout)
         # From here on the cluster is spoken to with the new token: the old one is about to be
         # revoked, and a retried request must not arrive with it.
-        fresh = Kube.from_token(
+        fresh = type(remote).from_token(
             registration.url,
             issued.token,
             ca_pem=registration.ca_pem,
@@ -327,8 +334,8 @@ def _rotate(
         if not _switch_guarded(
             host, registration, issued.token, new_ref, issued.created, options.clock()
         ):
+            _remove_new((fresh, remote), new_name, old_ns, report)
             fresh.close()
-            _remove(remote, new_name, old_ns, report)
             return RotationResult(
                 name,
                 "lost-race",
@@ -347,11 +354,11 @@ def _rotate(
         )
         forklift.wait_ready(host, registration.namespace, name, options.timeout, retested=True)
     except errors.MtvRegisterError as failure:
-        if fresh is not None:
-            fresh.close()
         if switched:
             _switch_back(host, registration, report)
-        _remove(remote, new_name, old_ns, report)
+        _remove_new((fresh, remote) if fresh else (remote,), new_name, old_ns, report)
+        if fresh is not None:
+            fresh.close()
         raise type(failure)(
             f'rotation of Provider "{name}" failed and was rolled back: {failure.cause}',
             fix=failure.fix,
@@ -359,18 +366,21 @@ def _rotate(
     # Only now: deleting the old token Secret revokes the old token. Any other token Secret of
     # this account (left by an interrupted run) goes too, so exactly one token stays valid.
     try:
-        _sweep(fresh, old_ns, service_account, keep=new_name, report=report)
+        _sweep(fresh, old_ns, service_account, keep=new_name, old=old_name, report=report)
     finally:
         fresh.close()
     return RotationResult(name, "rotated", old_secret=old_name, new_secret=new_name)
 
 
-def _create_token_secret(remote: Kube, service_account: str, namespace: str) -> Obj:
+def _create_token_secret(
+    remote: Kube, service_account: str, namespace: str, *, replaces: str
+) -> Obj:
     """A new token Secret under a name chosen here, not by generateName: if the answer to the
     create is lost, the retry meets AlreadyExists on this very Secret instead of making a
-    second, orphaned one."""
+    second, orphaned one. It records the Secret it `replaces`, for `_sweep`."""
     name = f"{manifests.token_secret_generate_name(service_account)}{_suffix()}"
     desired = manifests.token_secret(service_account, namespace, name=name)
+    desired["metadata"]["annotations"][manifests.TOKEN_REPLACES_ANNOTATION] = replaces
     try:
         return remote.create(SECRET, desired)
     except AlreadyExists:
@@ -427,43 +437,80 @@ def _switch_guarded(
 
 
 def _sweep(
-    remote: Kube, namespace: str, service_account: str, *, keep: str, report: Report
+    remote: Kube,
+    namespace: str,
+    service_account: str,
+    *,
+    keep: str,
+    old: str,
+    report: Report,
 ) -> None:
-    """Delete every token Secret of the account but `keep`; say so loudly when one stays,
-    because its token then still works."""
-    selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
+    """Delete the `old` token Secret, then every other one of the account but `keep` and its
+    descendants; say so loudly when one stays, because its token then still works."""
     stuck = []
+
+    def delete(name: str) -> None:
+        try:
+            if remote.delete(SECRET, name, namespace):
+                report(Change(remote.context, "Secret", name, namespace, "deleted"))
+        except errors.MtvRegisterError as failure:
+            stuck.append(f'"{namespace}/{name}": {failure.cause}')
+
+    delete(old)  # first, by name: revoking the replaced token never hangs on the listing
+    selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
     try:
         found = remote.list(SECRET, namespace, label_selector=selector).get("items", [])
     except errors.MtvRegisterError as failure:
         stuck.append(f"listing token Secrets failed: {failure.cause}")
         found = []
-    for secret in found:
-        annotations = secret["metadata"].get("annotations") or {}
-        if (
-            secret.get("type") == manifests.SERVICE_ACCOUNT_TOKEN_TYPE
-            and annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION) == service_account
-            and secret["metadata"]["name"] != keep
-        ):
-            try:
-                if remote.delete(SECRET, secret["metadata"]["name"], namespace):
-                    report(
-                        Change(
-                            remote.context,
-                            "Secret",
-                            secret["metadata"]["name"],
-                            namespace,
-                            "deleted",
-                        )
-                    )
-            except errors.MtvRegisterError as failure:
-                stuck.append(f'"{namespace}/{secret["metadata"]["name"]}": {failure.cause}')
+    found = [
+        secret
+        for secret in found
+        if secret.get("type") == manifests.SERVICE_ACCOUNT_TOKEN_TYPE
+        and (secret["metadata"].get("annotations") or {}).get(
+            manifests.SERVICE_ACCOUNT_NAME_ANNOTATION
+        )
+        == service_account
+    ]
+    replaced = {
+        secret["metadata"]["name"]: (secret["metadata"].get("annotations") or {}).get(
+            manifests.TOKEN_REPLACES_ANNOTATION, ""
+        )
+        for secret in found
+    }
+    for name in replaced:
+        # A descendant of `keep` is a later run's new token, which the Provider may already
+        # hold: revoking it is that run's business, never ours.
+        if name not in (keep, old) and not _descends_from(name, keep, replaced):
+            delete(name)
     if stuck:
         raise errors.MtvRegisterError(
             f"the Provider now uses the new token {namespace}/{keep}, but an old token Secret "
             f"could not be deleted, so its token still works ({'; '.join(stuck)})",
             fix="re-run rotate: it removes left-over token Secrets",
         )
+
+
+def _descends_from(name: str, ancestor: str, replaced: dict[str, str]) -> bool:
+    seen = {name}
+    while (name := replaced.get(name, "")) and name not in seen:
+        if name == ancestor:
+            return True
+        seen.add(name)
+    return False
+
+
+def _remove_new(clients: tuple[Kube, ...], name: str, namespace: str, report: Report) -> None:
+    """Remove a new token Secret with the first client whose token still works: its own token,
+    then the old one (a concurrent run may have revoked either meanwhile)."""
+    for client in clients[:-1]:
+        try:
+            if client.delete(SECRET, name, namespace):
+                report(Change(client.context, "Secret", name, namespace, "deleted"))
+            return
+        except errors.MtvRegisterError:
+            continue
+    _remove(clients[-1], name, namespace, report)
 
 
 def _switch(
@@ -709,13 +756,20 @@ def unschedule(host: Kube, namespace: str, report: Report) -> None:
 
 
 def open_host(
-    *, kubeconfig: str | None, host: str | None, in_cluster: bool, retry: RetryPolicy | None = None
+    *,
+    kubeconfig: str | None,
+    host: str | None,
+    in_cluster: bool,
+    retry: RetryPolicy | None = None,
+    backend: str = "kubernetes",
+    oc_path: str | None = None,
 ) -> Kube:
-    """The MTV host: the pod's own identity, or a kubeconfig context (default: current)."""
+    """The MTV host: the pod's own identity, or a kubeconfig context (default: current).
+    `backend`, `oc_path`: as `clusters.connect` takes them."""
     from mtv_register import clusters
 
     if in_cluster:
-        return clusters.in_cluster(retry=retry)
+        return clusters.in_cluster(retry=retry, backend=backend, oc_path=oc_path)
     config = clusters.load_kubeconfig(kubeconfig)
     context = host or config.data.get("current-context")
     if not context:
@@ -723,11 +777,16 @@ def open_host(
             "no --host and no current-context in the kubeconfig",
             fix="pass --host CONTEXT (or --in-cluster in a pod)",
         )
-    return clusters.connect(config, str(context), retry=retry)
+    return clusters.connect(config, str(context), retry=retry, backend=backend, oc_path=oc_path)
 
 
 def recovery_for(
-    kubeconfig: str | None, contexts: list[str], retry: RetryPolicy | None = None
+    kubeconfig: str | None,
+    contexts: list[str],
+    retry: RetryPolicy | None = None,
+    *,
+    backend: str = "kubernetes",
+    oc_path: str | None = None,
 ) -> Callable[[Obj], Kube | None]:
     """Admin clients for dead-token recovery: a context serves the Provider named after it,
     or the one whose URL is the context's server URL."""
@@ -749,7 +808,9 @@ def recovery_for(
         for context in contexts:
             server = str(config.cluster_of(context).get("server", ""))
             if name == manifests.provider_name(context) or (url and url == server):
-                return clusters.connect(config, context, retry=retry)
+                return clusters.connect(
+                    config, context, retry=retry, backend=backend, oc_path=oc_path
+                )
         return None
 
     return pick

@@ -375,6 +375,11 @@ def _write(
     headers: dict[str, str],
 ) -> Response:
     current = cluster.store.get(rtype, ns, info.name)
+    wanted_rv = (obj.get("metadata") or {}).get("resourceVersion")
+    if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
+        # As the real Store.Update: a stale resourceVersion is a conflict before any validation
+        # or validating admission (a webhook never judges a write that could not happen).
+        raise status.conflict(rtype.plural, rtype.group, info.name)
     _normalize(rtype, obj)
     if info.subresource != "status":
         validation.validate(rtype, obj, current)

@@ -69,14 +69,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
 
+    def _body(self, headers: dict[str, str]) -> bytes:
+        """The request body: by Content-Length, or chunked (`kubectl create --raw -f -`)."""
+        if "chunked" not in headers.get("transfer-encoding", "").lower():
+            length = int(headers.get("content-length") or 0)
+            return self.rfile.read(length) if length else b""
+        body = b""
+        while size := int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16):
+            body += self.rfile.read(size)
+            self.rfile.readline()  # the CRLF after each chunk
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass  # trailers, up to the blank line
+        return body
+
     def _serve(self) -> None:
         cluster = self.server.cluster
         received = time.time()
         url = urlsplit(self.path)
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         headers = {k.lower(): v for k, v in self.headers.items()}
-        length = int(headers.get("content-length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self._body(headers)
         req = Request(self.command, url.path, query, headers, body)
         info = request_info(self.command, url.path, query)
         user: UserInfo | None = None
@@ -210,6 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
 def _injected(code: int, retry_after: int | None, info: RequestInfo) -> status.ApiError:
     if code == 409:
         return status.conflict(info.resource, info.api_group, info.name)
+    if code == 401:
+        return status.unauthorized()  # as a real server answers it: kubectl prints the reason
     if code == 403:
         return status.forbidden("injected fault: forbidden")
     if code == 404:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytest
 
 from mtv_register import forklift
@@ -11,3 +14,16 @@ def _short_retest_grace(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forklift's re-test shows within milliseconds in the sandbox; the 2 s grace a real
     Forklift needs would only slow the matrix down."""
     monkeypatch.setattr(forklift, "RETEST_GRACE_SECONDS", 0.2)
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """`-vv` puts the CLI's stderr handler on the root logger, bound to the stream CliRunner
+    lent that one run: it must not outlive the test, or every later test logs into a closed
+    stream and prints "--- Logging error --- Traceback" where the CLI printed nothing."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)

@@ -220,6 +220,11 @@ def _user_who_may_only_read(w: World) -> list[str]:
     return w.register("--source", _limited_user(w, "source", READ_EVERYTHING))
 
 
+def _bound_token_user_who_may_only_read(w: World) -> list[str]:
+    # As above, and the destination also gets the Role that lets its account renew its token.
+    return [*_user_who_may_only_read(w), "--token-type", "bound"]
+
+
 def _host_user_who_may_only_read(w: World) -> list[str]:
     # Both clusters are bootstrapped before the host refuses the provider Secret.
     return w.register(host=_limited_user(w, "mtv", READ_EVERYTHING))
@@ -380,6 +385,9 @@ CASES: dict[str, Case] = {
     "user without any role": Case(7, 'User "limited"', "permissions", _user_without_any_role),
     "user who may not create ClusterRoles": Case(
         7, 'User "limited" cannot create', "permissions", _user_who_may_only_read, True
+    ),
+    "bound tokens, user who may not create ClusterRoles": Case(
+        7, 'User "limited" cannot create', "permissions", _bound_token_user_who_may_only_read, True
     ),
     "host user who may not create Secrets": Case(
         7, 'User "limited" cannot create', "permissions", _host_user_who_may_only_read, True

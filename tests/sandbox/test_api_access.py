@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,31 +17,13 @@ from kubernetes.client import ApiClient, ApiException
 
 from mtv_register.sandbox import Sandbox, SandboxCluster
 from tests.conftest import SandboxFactory
+from tests.sandbox.helpers import refused, wait_for
 
 T = TypeVar("T")
 NS = "default"
 RBAC = "rbac.authorization.k8s.io"
 TOKEN_TYPE = "kubernetes.io/service-account-token"
 SA_NAME = "kubernetes.io/service-account.name"
-
-
-def wait_for(predicate: Callable[[], T], *, timeout: float = 5.0, what: str = "it") -> T:
-    """Poll every 10 ms until `predicate` returns something truthy, or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting {timeout} s for {what}")
-        time.sleep(0.01)
-
-
-def refused(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-    """The HTTP code and the Status body of a call the server must refuse."""
-    with pytest.raises(ApiException) as caught:
-        call(*args, **kwargs)
-    return caught.value.status, json.loads(caught.value.body)
 
 
 def connect(cluster: SandboxCluster, token: str | None) -> ApiClient:

@@ -9,7 +9,6 @@ import base64
 import json
 import socket
 import ssl
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,24 +21,13 @@ from kubernetes.client import ApiClient, ApiException
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
 from mtv_register.sandbox.forklift import CONNECTION_TEST_PATHS, WEBHOOK
 from tests.conftest import SandboxFactory
+from tests.sandbox.helpers import wait_for
 
 T = TypeVar("T")
 NS = "default"
 RBAC = "rbac.authorization.k8s.io"
 FORKLIFT = ("forklift.konveyor.io", "v1beta1")
 PROVIDER_LABELS = {"createdForProviderType": "openshift", "createdForResourceType": "providers"}
-
-
-def wait_for(predicate: Callable[[], T], *, timeout: float = 5.0, what: str = "it") -> T:
-    """Poll every 10 ms until `predicate` returns something truthy, or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting {timeout} s for {what}")
-        time.sleep(0.01)
 
 
 def client(kubeconfig: Path, context: str) -> ApiClient:

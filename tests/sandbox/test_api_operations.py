@@ -8,7 +8,6 @@ import base64
 import json
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -20,21 +19,10 @@ from kubernetes.client import ApiClient, ApiException
 
 from mtv_register.sandbox import Sandbox, SandboxCluster
 from tests.conftest import SandboxFactory, assert_no_token
+from tests.sandbox.helpers import wait_for
 
 T = TypeVar("T")
 NS = "default"
-
-
-def wait_for(predicate: Callable[[], T], *, timeout: float = 5.0, what: str = "it") -> T:
-    """Poll every 10 ms until `predicate` returns something truthy, or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting {timeout} s for {what}")
-        time.sleep(0.01)
 
 
 def connect(

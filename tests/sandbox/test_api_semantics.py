@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,30 +18,12 @@ import pytest
 from kubernetes.client import ApiClient, ApiException
 
 from mtv_register.sandbox import Sandbox
+from tests.sandbox.helpers import refused, wait_for
 
 T = TypeVar("T")
 NS = "default"
 RBAC = "rbac.authorization.k8s.io"
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
-
-
-def wait_for(predicate: Callable[[], T], *, timeout: float = 5.0, what: str = "it") -> T:
-    """Poll every 10 ms until `predicate` returns something truthy, or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting {timeout} s for {what}")
-        time.sleep(0.01)
-
-
-def refused(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-    """The HTTP code and the Status body of a call the server must refuse."""
-    with pytest.raises(ApiException) as caught:
-        call(*args, **kwargs)
-    return caught.value.status, json.loads(caught.value.body)
 
 
 def raw(api: ApiClient, method: str, path: str, **headers: str) -> Any:

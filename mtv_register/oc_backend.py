@@ -1,0 +1,600 @@
+"""The `oc` backend: `Kube`'s verbs run as `oc` (or `kubectl`) commands through openshift-client.
+
+Selected with `--client oc`; imported only then, so the default backend never loads
+openshift-client (and this one never loads the `kubernetes` package). Every command:
+
+- names its kubeconfig and context (`--kubeconfig=F --context=C`): the user's current context is
+  never read or switched;
+- uses only verbs `oc` shares with the real `kubectl`: `get -o json`, `get --raw`, `create -f -`,
+  `create --raw`, `replace -f -`, `patch --type`, `delete --wait=false`;
+- never carries a token: a client holding a service account's token (`from_token`) gets a
+  temporary kubeconfig (mode 0600, in a 0700 folder, deleted on `close`); objects go on stdin;
+- is recorded (openshift-client's `tracking`) in `TRAIL`, which `--explain` prints as a runbook.
+
+Failures become the same `errors` as the default backend's: kubectl's `Error from server
+(Reason): message` is turned back into its HTTP status and handed to `Kube._translate`.
+Waits poll (`get` every `poll_interval`) instead of watching: openshift-client returns a
+command's output when it ends, so a stream of watch events cannot be read as it comes.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import json
+import os
+import re
+import shlex
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import urlencode
+
+import openshift_client as oc
+import tenacity
+
+from mtv_register import errors
+from mtv_register.kube import JSON_PATCH, MERGE_PATCH, Kind, Kube, NotFound, RetryPolicy, Transient
+from mtv_register.redaction import scrub
+
+Obj = dict[str, Any]
+POLL_INTERVAL = 0.25  # seconds between two reads while waiting
+COMMAND_TIMEOUT = 60.0  # a command still running after this is killed, and retried
+REQUEST_TIMEOUT = "30s"  # kubectl's own limit per request, as the default backend's
+TOKEN_KUBECONFIG_PREFIX = "mtv-register-token-"
+PATCH_TYPES = {MERGE_PATCH: "merge", JSON_PATCH: "json"}
+
+# openshift-client settings that would add flags to every command behind our back.
+FOREIGN_SETTINGS = (
+    "OPENSHIFT_CLIENT_PYTHON_DEFAULT_API_SERVER",
+    "OPENSHIFT_CLIENT_PYTHON_DEFAULT_CONFIG_PATH",
+    "OPENSHIFT_CLIENT_PYTHON_DEFAULT_CA_CERT_PATH",
+    "OPENSHIFT_CLIENT_PYTHON_DEFAULT_PROJECT",
+    "OPENSHIFT_CLIENT_PYTHON_DEFAULT_SKIP_TLS_VERIFY",
+    "OPENSHIFT_CLIENT_PYTHON_DEFAULT_OC_LOGLEVEL",
+    "OPENSHIFT_CLIENT_PYTHON_DEFAULT_SSH_HOSTNAME",
+)
+
+# Status reasons as kubectl prints them, back to the HTTP status the server sent.
+REASON_CODES = {
+    "BadRequest": 400,
+    "Unauthorized": 401,
+    "Forbidden": 403,
+    "NotFound": 404,
+    "MethodNotAllowed": 405,
+    "NotAcceptable": 406,
+    "AlreadyExists": 409,
+    "Conflict": 409,
+    "Gone": 410,
+    "Expired": 410,
+    "RequestEntityTooLarge": 413,
+    "UnsupportedMediaType": 415,
+    "Invalid": 422,
+    "TooManyRequests": 429,
+    "InternalError": 500,
+    "ServerTimeout": 500,
+    "ServiceUnavailable": 503,
+    "Timeout": 504,
+}
+_SERVER_ERROR = re.compile(r"^Error from server(?: \((?P<reason>\w+)\))?: (?P<message>.*)$")
+_FROM_FILE = re.compile(r'^error when \w+ "STDIN": ')
+_INVALID = re.compile(r'^The \w+ "[^"]*" is invalid: ')
+_UNREACHABLE = ("was refused", "connection refused", "no such host", "no route to host", "dial tcp")
+_DROPPED = ("EOF", "connection reset", "broken pipe", "http2:", "TLS handshake timeout", "timeout")
+
+
+# -- the trail --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command as it ran: its argv (no token ever is in it), what went in on stdin (named,
+    never shown), and how it ended."""
+
+    argv: tuple[str, ...]
+    started_ms: int
+    status: int
+    stdin: str = ""  # e.g. "Secret openshift-mtv/source-credentials"
+    failure: str = ""  # e.g. "NotFound"
+
+
+class Trail:
+    """The commands of a run, as openshift-client's tracking reports them, in start order."""
+
+    def __init__(self) -> None:
+        self._steps: list[Step] = []
+        self._lock = threading.Lock()
+        self._recording = False
+
+    def start(self) -> None:
+        """Forget earlier commands and record from now on."""
+        with self._lock:
+            self._steps.clear()
+            self._recording = True
+
+    def record(self, action: Any) -> None:
+        """openshift-client's tracking handler: called with each `Action` once it ends."""
+        if not self._recording:
+            return
+        status = int(action.status)
+        step = Step(
+            tuple(str(arg) for arg in action.cmd),
+            int(action.exec_time),
+            status,
+            _named(action.stdin_str),
+            _reason_of(action.err) if status else "",
+        )
+        with self._lock:
+            self._steps.append(step)
+
+    def steps(self) -> list[Step]:
+        with self._lock:
+            return sorted(self._steps, key=lambda step: step.started_ms)
+
+    def runbook(self) -> str:
+        """The trail as a runbook an approver reads: one command per line, tokens scrubbed."""
+        steps = self.steps()
+        lines = [
+            f"# mtv-register ran these {len(steps)} commands, in the order they started.",
+            "# No token is on any command line: objects go on stdin (`-f -`, named in the",
+            "# comment), and a service account's token is in a temporary kubeconfig",
+            f"# ({TOKEN_KUBECONFIG_PREFIX}*/kubeconfig, mode 0600, deleted when the run ended).",
+        ]
+        for step in steps:
+            notes = [f"stdin: {step.stdin}"] if step.stdin else []
+            if step.status:
+                notes.append(f"exit {step.status}" + (f": {step.failure}" if step.failure else ""))
+            comment = f"  # {'; '.join(notes)}" if notes else ""
+            lines.append(shlex.join(step.argv) + comment)
+        return scrub("\n".join(lines))
+
+
+TRAIL = Trail()
+
+
+def _named(stdin: str | None) -> str:
+    if not stdin:
+        return ""
+    try:
+        obj = json.loads(stdin)
+    except ValueError:
+        return "(not JSON)"
+    meta = obj.get("metadata") or {} if isinstance(obj, dict) else {}
+    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{obj.get('kind', '?')} {where}{meta.get('name', '')}".rstrip()
+
+
+def _reason_of(stderr: str) -> str:
+    """A failure in a word where kubectl gives one (NotFound, Conflict, ...), else its last line."""
+    for line in reversed(_lines(stderr)):
+        match = _SERVER_ERROR.match(line)
+        if match:
+            return match["reason"] or "error"
+        if line.startswith("error: You must be logged in to the server"):
+            return "Unauthorized"
+        if _INVALID.match(line):
+            return "Invalid"
+        if line.startswith("error: the server doesn't have a resource type"):
+            return "NotFound (the API is not served)"
+    return (_lines(stderr) or ["failed"])[-1][:100]
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+# -- the binary -------------------------------------------------------------------------------
+
+
+def resolve_binary(oc_path: str | None) -> str:
+    """The binary to run: `oc_path` (a name on PATH or a path), else `oc`, else `kubectl`."""
+    for setting in FOREIGN_SETTINGS:
+        if os.environ.get(setting):
+            raise errors.UsageError(
+                f"{setting} is set: it would change every command of --client oc",
+                fix=f"unset {setting}; mtv-register passes the kubeconfig and context itself",
+            )
+    if oc_path:
+        found = shutil.which(os.path.expanduser(oc_path))
+        if found is None:
+            raise errors.UsageError(
+                f"--oc-path {oc_path} is not an executable file",
+                fix="pass the path of oc or kubectl",
+            )
+        return found
+    found = shutil.which("oc") or shutil.which("kubectl")
+    if found is None:
+        raise errors.UsageError(
+            "--client oc needs the oc or kubectl binary, and neither is on PATH",
+            fix="install one, pass --oc-path PATH, or use --client kubernetes",
+        )
+    return found
+
+
+@functools.cache
+def client_class(oc_path: str) -> type[OcKube]:
+    """`OcKube` bound to one binary, so `type(kube).from_token(...)` runs that binary too."""
+    return type("OcKube", (OcKube,), {"oc_path": oc_path, "__module__": __name__})
+
+
+# -- the client -------------------------------------------------------------------------------
+
+
+class OcKube(Kube):
+    """`Kube`'s verbs as commands of `oc_path`, for one kubeconfig context."""
+
+    oc_path: ClassVar[str] = "oc"
+
+    def __init__(
+        self,
+        kubeconfig: str,
+        *,
+        context: str,
+        url: str,
+        retry: RetryPolicy | None = None,
+        kube_context: str | None = None,
+        temporary: str | None = None,
+        poll_interval: float = POLL_INTERVAL,
+    ) -> None:
+        # Not Kube.__init__: there is no API client, only a binary, a kubeconfig and a context.
+        self.kubeconfig = kubeconfig
+        self.context = context  # as messages name it
+        self.kube_context = kube_context or context  # as the kubeconfig names it
+        self.url = url
+        self.retry = retry or RetryPolicy()
+        self.poll_interval = poll_interval
+        self._temporary = temporary  # a folder this client made, removed on close
+        # Per collection, name -> resourceVersion as last reported to the caller: where a
+        # polled watch of it starts (see `watch`).
+        self._seen: dict[tuple[str, str | None], dict[str, str]] = {}
+
+    @classmethod
+    def from_token(
+        cls,
+        url: str,
+        token: str,
+        *,
+        ca_pem: str | None,
+        insecure: bool = False,
+        context: str,
+        retry: RetryPolicy | None = None,
+    ) -> OcKube:
+        """A client holding a service account's token, kept in a kubeconfig only this user can
+        read, so the token is never on a command line."""
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", context).strip("-") or "token"
+        cluster: Obj = {"server": url}
+        if insecure:
+            cluster["insecure-skip-tls-verify"] = True
+        elif ca_pem:
+            cluster["certificate-authority-data"] = base64.b64encode(ca_pem.encode()).decode()
+        folder = _write_kubeconfig(cluster, {"token": token}, name)
+        return cls(
+            os.path.join(folder, "kubeconfig"),
+            context=context,
+            url=url,
+            retry=retry,
+            kube_context=name,
+            temporary=folder,
+        )
+
+    @classmethod
+    def from_service_account(
+        cls, url: str, folder: str, *, retry: RetryPolicy | None = None
+    ) -> OcKube:
+        """A pod's own service account: a kubeconfig naming the mounted token and CA files."""
+        cluster = {"server": url, "certificate-authority": os.path.join(folder, "ca.crt")}
+        made = _write_kubeconfig(
+            cluster, {"tokenFile": os.path.join(folder, "token")}, "in-cluster"
+        )
+        return cls(
+            os.path.join(made, "kubeconfig"),
+            context="in-cluster",
+            url=url,
+            retry=retry,
+            temporary=made,
+        )
+
+    def close(self) -> None:
+        if self._temporary:
+            shutil.rmtree(self._temporary, ignore_errors=True)
+            self._temporary = None
+
+    # -- the verbs -------------------------------------------------------------------------
+
+    def get(self, kind: Kind, name: str, namespace: str | None = None) -> Obj | None:
+        try:
+            return self._json("get", _resource(kind), name, *_scope(kind, namespace), "-o", "json")
+        except NotFound:
+            return None
+
+    def list(
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        limit: int = 0,
+    ) -> Obj:
+        if limit:
+            # One page, exactly the request Forklift's connection test makes (`get` would page
+            # through the whole collection).
+            query = {"labelSelector": label_selector, "fieldSelector": field_selector}
+            params = urlencode({**{k: v for k, v in query.items() if v}, "limit": str(limit)})
+            return self._json("get", "--raw", f"{kind.path(namespace)}?{params}")
+        listing = self._json(
+            "get",
+            _resource(kind),
+            *(
+                _scope(kind, namespace)
+                if namespace or not kind.namespaced
+                else ["--all-namespaces"]
+            ),
+            *([f"--selector={label_selector}"] if label_selector else []),
+            *([f"--field-selector={field_selector}"] if field_selector else []),
+            "-o",
+            "json",
+        )
+        if not label_selector and not field_selector:
+            self._seen[(kind.plural, namespace)] = _versions(listing.get("items", []))
+        return listing
+
+    def create(self, kind: Kind, obj: Obj, *, dry_run: bool = False) -> Obj:
+        extra = ["--dry-run=server"] if dry_run else []
+        return self._json("create", "-f", "-", *extra, "-o", "json", stdin=json.dumps(obj))
+
+    def replace(self, kind: Kind, obj: Obj) -> Obj:
+        return self._json("replace", "-f", "-", "-o", "json", stdin=json.dumps(obj))
+
+    def patch(
+        self,
+        kind: Kind,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        content_type: str = MERGE_PATCH,
+    ) -> Obj:
+        kind_args = [_resource(kind), name, *_scope(kind, namespace)]
+        patch_type = f"--type={PATCH_TYPES.get(content_type, 'strategic')}"
+        text = json.dumps(patch)
+        if scrub(text) == text:
+            return self._json("patch", *kind_args, patch_type, "-p", text, "-o", "json")
+        with _private_file(text) as path:  # a patch holding a token stays off the command line
+            return self._json("patch", *kind_args, patch_type, f"--patch-file={path}", "-o", "json")
+
+    def delete(
+        self,
+        kind: Kind,
+        name: str,
+        namespace: str | None = None,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
+    ) -> bool:
+        """True when deleted, False when it was already gone. kubectl has no flag for delete
+        preconditions, so `uid` and `resource_version` are not sent (docs/oc-backend.md)."""
+        try:
+            self._run("delete", _resource(kind), name, *_scope(kind, namespace), "--wait=false")
+        except NotFound:
+            return False
+        return True
+
+    def post(self, path: str, body: Obj) -> Obj:
+        return self._json("create", "--raw", path, "-f", "-", stdin=json.dumps(body))
+
+    def watch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        *,
+        name: str | None,
+        resource_version: str,
+        timeout: float,
+    ) -> Iterator[Obj]:
+        """Events as a watch would give them, found by polling until `timeout`. One object:
+        its changes after `resource_version`. A collection: its changes since this client last
+        listed it or reported an event of it (that listing stands for `resource_version`)."""
+        deadline = time.monotonic() + timeout
+        known = resource_version
+        while True:
+            if name is not None:
+                obj = self.get(kind, name, namespace)
+                if obj is None:
+                    gone = {"metadata": {"name": name, "namespace": namespace or ""}}
+                    yield {"type": "DELETED", "object": gone}
+                    return
+                version = str(obj["metadata"].get("resourceVersion", ""))
+                if version != known:
+                    known = version
+                    yield {"type": "MODIFIED", "object": obj}
+            else:
+                yield from self._collection_changes(kind, namespace)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(self.poll_interval, left))
+
+    def _collection_changes(self, kind: Kind, namespace: str | None) -> Iterator[Obj]:
+        key = (kind.plural, namespace)
+        listing = self._json("get", _resource(kind), *_scope(kind, namespace), "-o", "json")
+        items = {item["metadata"]["name"]: item for item in listing.get("items", [])}
+        seen = self._seen.setdefault(key, _versions(listing.get("items", [])))
+        for name, obj in items.items():
+            version = str(obj["metadata"].get("resourceVersion", ""))
+            if seen.get(name) != version:
+                event = "MODIFIED" if name in seen else "ADDED"
+                seen[name] = version  # only once reported: a caller that stops early sees the rest
+                yield {"type": event, "object": obj}
+        for name in [n for n in seen if n not in items]:
+            del seen[name]
+            gone = {"metadata": {"name": name, "namespace": namespace or ""}}
+            yield {"type": "DELETED", "object": gone}
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Obj:
+        """Any other request, as kubectl's raw verbs send it (there is no raw PATCH)."""
+        verbs = {"GET": "get", "POST": "create", "PUT": "replace", "DELETE": "delete"}
+        if method not in verbs:
+            raise errors.UsageError(f"--client oc cannot send {method} {path}", fix="use the verbs")
+        params = urlencode({k: v for k, v in (query or {}).items() if v})
+        target = f"{path}?{params}" if params else path
+        stdin = json.dumps(body) if body is not None else None
+        return self._json(
+            verbs[method], "--raw", target, *(["-f", "-"] if stdin else []), stdin=stdin
+        )
+
+    # -- the one command path ------------------------------------------------------------------
+
+    def _json(self, verb: str, *args: str, stdin: str | None = None) -> Obj:
+        out = self._run(verb, *args, stdin=stdin)
+        return json.loads(out) if out.strip() else {}
+
+    def _run(self, verb: str, *args: str, stdin: str | None = None) -> str:
+        """One command, retried like the default backend's requests; its stdout."""
+        what = " ".join(args[:2]) if args and args[0] != "-f" else verb
+        try:
+            for attempt in tenacity.Retrying(
+                retry=tenacity.retry_if_exception_type(Transient),
+                stop=tenacity.stop_after_attempt(self.retry.attempts),
+                wait=self._wait,
+                reraise=True,
+            ):
+                with attempt:
+                    return self._once(verb, args, stdin, what)
+        except Transient as failure:
+            raise errors.MtvRegisterError(
+                f"the API server of context {self.context} kept failing, {self.retry.attempts} "
+                f"attempts: {failure}",
+                fix="check the API server's health, then re-run (the tool picks up where it "
+                "stopped)",
+            ) from None
+        raise AssertionError("unreachable")
+
+    def _once(self, verb: str, args: tuple[str, ...], stdin: str | None, what: str) -> str:
+        command = [f"--context={self.kube_context}", f"--request-timeout={REQUEST_TIMEOUT}", *args]
+        try:
+            with (
+                oc.client_path(self.oc_path),
+                oc.api_server(kubeconfig_path=self.kubeconfig),
+                oc.timeout(COMMAND_TIMEOUT),
+                oc.tracking(TRAIL.record),
+            ):
+                result = oc.invoke(
+                    verb, command, stdin_str=stdin, no_namespace=True, auto_raise=False
+                )
+        except OSError as err:
+            raise errors.UsageError(
+                f"cannot run {self.oc_path}: {err.strerror or err}",
+                fix="install oc or kubectl, or pass --oc-path PATH",
+            ) from None
+        action = result.actions()[-1]
+        if action.status == 0:
+            return str(action.out)
+        if action.timeout:
+            raise Transient(f"{verb} {what}: no answer within {COMMAND_TIMEOUT:g}s")
+        raise self._failure(str(action.err), verb, what)
+
+    def _failure(self, stderr: str, verb: str, what: str) -> Exception:
+        """kubectl's error text as the `errors` the default backend raises for the same answer."""
+        lines = _lines(scrub(stderr))
+        for line in reversed(lines):
+            match = _SERVER_ERROR.match(line)
+            if match:
+                message = _FROM_FILE.sub("", match["message"])
+                code = REASON_CODES.get(match["reason"] or "", 0)
+                return self._status(code, match["reason"] or "", message, verb, what)
+            if line.startswith("error: You must be logged in to the server"):
+                return self._status(401, "Unauthorized", line, verb, what)
+            if _INVALID.match(line):
+                return self._status(422, "Invalid", line, verb, what)
+            if line.startswith("error: the server doesn't have a resource type"):
+                return self._status(404, "NotFound", line.removeprefix("error: "), verb, what)
+        last = lines[-1] if lines else f"{self.oc_path} exited with an error"
+        detail = last.removeprefix("error: ").removeprefix("Unable to connect to the server: ")
+        if "x509:" in last or "tls:" in last:
+            return errors.TlsError(
+                f"TLS to {self.url} (context {self.context}) failed: {detail}",
+                fix="check the CA (--ca-source) or the server address",
+            )
+        if any(sign in last for sign in _UNREACHABLE):
+            return errors.UnreachableError(
+                f"cannot reach {self.url} (context {self.context}): {detail}",
+                fix="check that the cluster is up and the kubeconfig's server address",
+            )
+        if last.startswith("error: context ") and last.endswith("does not exist"):
+            return errors.KubeconfigError(
+                f"{detail} in {self.kubeconfig}", fix="pass a context the kubeconfig has"
+            )
+        if any(sign in last for sign in _DROPPED):
+            return Transient(f"{verb} {what}: connection lost: {detail}")
+        return errors.MtvRegisterError(f"{verb} {what} failed on context {self.context}: {detail}")
+
+    def _status(self, code: int, reason: str, message: str, verb: str, what: str) -> Exception:
+        if not code:  # a reason kubectl printed but no status this tool knows
+            return errors.MtvRegisterError(
+                f"{verb} {what} failed on context {self.context}: {reason or 'error'}: {message}"
+            )
+        body = json.dumps({"kind": "Status", "reason": reason, "message": message}).encode()
+        return self._translate(code, body, {}, verb, what)
+
+
+def _resource(kind: Kind) -> str:
+    """`secrets`, `providers.v1beta1.forklift.konveyor.io`: the version pinned, as `Kind` does."""
+    if "/" not in kind.api_version:
+        return kind.plural
+    group, version = kind.api_version.split("/", 1)
+    return f"{kind.plural}.{version}.{group}"
+
+
+def _scope(kind: Kind, namespace: str | None) -> list[str]:
+    return [f"--namespace={namespace}"] if kind.namespaced and namespace else []
+
+
+def _versions(items: list[Obj]) -> dict[str, str]:
+    return {
+        item["metadata"]["name"]: str(item["metadata"].get("resourceVersion", "")) for item in items
+    }
+
+
+def _write_kubeconfig(cluster: Obj, user: Obj, name: str) -> str:
+    """A folder only this user can enter, holding a kubeconfig only this user can read."""
+    folder = tempfile.mkdtemp(prefix=TOKEN_KUBECONFIG_PREFIX)  # mode 0700
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": cluster}],
+        "users": [{"name": name, "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+    }
+    handle = os.open(
+        os.path.join(folder, "kubeconfig"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+    )
+    with os.fdopen(handle, "w") as stream:
+        json.dump(config, stream)  # JSON is YAML: kubectl reads it as a kubeconfig
+    return folder
+
+
+@contextlib.contextmanager
+def _private_file(text: str) -> Iterator[str]:
+    """A 0600 file in a 0700 folder holding `text`, removed afterwards."""
+    folder = tempfile.mkdtemp(prefix="mtv-register-patch-")
+    try:
+        path = os.path.join(folder, "patch.json")
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as stream:
+            stream.write(text)
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,481 @@
+"""Rotation against the sandbox: `register`, then `rotate`, through the CLI and the library.
+
+A rotation leaves each Provider Ready on a new token with the old one revoked; a failure at any
+step, a refused new token, a concurrent run or a dead token leaves a working Provider with one
+token and no stray token Secret.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from typer.testing import Result
+
+from mtv_register import clusters, forklift, manifests, rotation
+from mtv_register.kube import USER_AGENT, Kube, RetryPolicy
+from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
+from tests.integration._rotation_support import (
+    HOST,
+    PROVIDERS,
+    SA,
+    SA_NAMESPACE,
+    assert_healthy,
+    authenticates,
+    fast_waits,
+    health,
+    managed_token_secrets,
+    provider_secret,
+    provider_token,
+    referenced_token_secret,
+    refused_over_https,
+    register,
+    settle,
+    tidy,
+)
+from tests.integration.conftest import (
+    CliRun,
+    assert_no_mutation,
+    marks,
+    one_error_line,
+    wait_for,
+)
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_waits(monkeypatch)
+
+
+@pytest.fixture
+def registered(sandbox: Sandbox, kubeconfig: Path) -> Sandbox:
+    register(sandbox, kubeconfig)
+    assert_healthy(sandbox)
+    return sandbox
+
+
+def rotate_args(kubeconfig: Path, *extra: str, provider: str | None = None) -> list[str]:
+    which = ["--provider", provider] if provider else ["--all"]
+    return ["rotate", *which, "--host", HOST, "--kubeconfig", str(kubeconfig), *extra]
+
+
+def actions(result: Result) -> dict[str, str]:
+    """Provider -> action, from the text output ("Provider NAME ACTION[: reason]")."""
+    found = {}
+    for line in result.stdout.splitlines():
+        match = re.match(r"Provider (\S+) ([a-z -]+?)(:|$)", line)
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+# -- a clean rotation --------------------------------------------------------------------------
+
+
+def test_rotate_all_revokes_the_old_tokens_and_leaves_providers_ready_on_new_ones(
+    registered: Sandbox, kubeconfig: Path, cli: CliRun
+) -> None:
+    old = {p: provider_token(registered, p) for p in PROVIDERS}
+    old_secrets = {p: sorted(managed_token_secrets(registered, p)) for p in PROVIDERS}
+
+    result = cli(*rotate_args(kubeconfig, "--max-age", "0s"))
+
+    assert result.exit_code == 0, result.output
+    assert actions(result) == {"source": "rotated", "destination": "rotated"}
+    for provider in PROVIDERS:
+        new = provider_token(registered, provider)
+        assert new != old[provider]
+        assert authenticates(registered, provider, new)
+        assert registered[provider].cluster.authenticate(old[provider]) is None
+        assert refused_over_https(registered, provider, old[provider])
+        assert set(managed_token_secrets(registered, provider)).isdisjoint(old_secrets[provider])
+        annotations = provider_secret(registered, provider)["metadata"]["annotations"]
+        assert manifests.ROTATED_AT_ANNOTATION in annotations
+    assert_healthy(registered)
+
+
+def test_a_second_rotation_rotates_the_rotated_token(
+    registered: Sandbox, kubeconfig: Path, cli: CliRun
+) -> None:
+    tokens = [provider_token(registered, "source")]
+    for _ in range(2):
+        assert cli(*rotate_args(kubeconfig, "--max-age", "0s")).exit_code == 0
+        tokens.append(provider_token(registered, "source"))
+    assert len(set(tokens)) == 3
+    assert [authenticates(registered, "source", t) for t in tokens] == [False, False, True]
+    assert_healthy(registered)
+
+
+# -- --max-age -----------------------------------------------------------------------------------
+
+
+def test_max_age_skips_a_token_younger_than_it_and_says_so(
+    registered: Sandbox, kubeconfig: Path, cli: CliRun
+) -> None:
+    before = {p: provider_token(registered, p) for p in PROVIDERS}
+    since = marks(registered)
+
+    result = cli(*rotate_args(kubeconfig, "--max-age", "1h"))
+
+    assert result.exit_code == 0, result.output
+    assert actions(result) == {"source": "skipped", "destination": "skipped"}
+    assert "younger than --max-age 1h" in result.stdout
+    assert_no_mutation(registered, since)
+    assert {p: provider_token(registered, p) for p in PROVIDERS} == before
+
+
+def test_max_age_zero_rotates_a_token_just_issued(
+    registered: Sandbox, kubeconfig: Path, cli: CliRun
+) -> None:
+    before = provider_token(registered, "source")
+    result = cli(*rotate_args(kubeconfig, "--max-age", "0s", provider="source"))
+    assert result.exit_code == 0, result.output
+    assert actions(result) == {"source": "rotated"}
+    assert provider_token(registered, "source") != before
+    assert_healthy(registered)
+
+
+@pytest.mark.parametrize("value", ["soon", "-1h", "10"])
+def test_an_unparseable_max_age_is_a_usage_error(
+    registered: Sandbox, kubeconfig: Path, cli: CliRun, value: str
+) -> None:
+    since = marks(registered)
+    result = cli(*rotate_args(kubeconfig, "--max-age", value))
+    assert result.exit_code == 2, result.output
+    assert "--max-age" in one_error_line(result)
+    assert_no_mutation(registered, since)
+
+
+# -- a failure at every step ---------------------------------------------------------------------
+
+PERSISTENT = 10_000
+FAULTS: dict[str, dict[str, Any]] = {
+    "forbidden": {"status": 403, "count": PERSISTENT},
+    "server-error": {"status": 500, "count": PERSISTENT},
+    "dropped": {"drop": True, "count": PERSISTENT},
+    # The server did the work, the client never heard: the ambiguity of every write.
+    "answer-lost-once": {"drop": True, "after": True, "count": 1},
+}
+
+
+def rotation_steps(sandbox: Sandbox, since: dict[str, int]) -> list[tuple[str, str, str]]:
+    """(context, verb, path pattern) of each distinct request the tool made since `since`, on
+    the source (the destination's requests are the same) and on the MTV host. Secret names
+    change with every rotation, so a named Secret's pattern matches any name."""
+    steps: list[tuple[str, str, str]] = []
+    for context in ("source", HOST):
+        for event in sandbox[context].cluster.audit.since(since[context]):
+            if event["userAgent"] != USER_AGENT:
+                continue  # Forklift's connection test and its webhook, not the tool
+            path = urlsplit(event["requestURI"]).path
+            head, named, _ = path.partition("/secrets/")
+            pattern = f"^{re.escape(head)}/secrets/[^/]+$" if named else f"^{re.escape(path)}$"
+            step = (context, event["verb"], pattern)
+            if step not in steps:
+                steps.append(step)
+    return steps
+
+
+def check_outcome(result: Result) -> str:
+    """ "" when the run ended as the CLI must: success, or a failure told in one line each."""
+    output = result.stdout + result.stderr
+    if "Traceback" in output or "internal error" in output:
+        return f"crashed (exit {result.exit_code}): {result.stderr.strip()[-300:]}"
+    if result.exit_code == 0:
+        return ""
+    if len(result.stderr.splitlines()) > 1:
+        return f"more than one line on stderr: {result.stderr!r}"
+    if result.stdout.strip():
+        for entry in json.loads(result.stdout):
+            if "\n" in entry["reason"]:
+                return f"a multi-line reason: {entry['reason']!r}"
+        if not any(entry["action"] == "failed" for entry in json.loads(result.stdout)):
+            return f"exit {result.exit_code} with no failed Provider: {result.stdout}"
+    return ""
+
+
+TOOL = f"^{re.escape(USER_AGENT)}$"  # faults hit the tool's requests, not Forklift's
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_a_failure_at_any_step_leaves_a_working_provider(
+    registered: Sandbox, kubeconfig: Path, cli: CliRun, fault: str
+) -> None:
+    """Each request a clean rotation makes, read from the audit logs, fails in turn. The run
+    succeeds, or fails with one line per Provider; either way the Provider works afterwards.
+    A token Secret may stay only when deleting it was the step that failed: then the run says
+    that the old token still works, and the next run removes it."""
+    args = rotate_args(
+        kubeconfig, "--max-age", "0s", "--timeout", "3s", "--output", "json", provider="source"
+    )
+    since = marks(registered)
+    assert cli(*args).exit_code == 0
+    steps = rotation_steps(registered, since)
+    verbs = {(context, verb) for context, verb, _ in steps}
+    assert {("source", v) for v in ("get", "create", "watch", "list", "delete")} <= verbs
+    assert {(HOST, v) for v in ("get", "list", "update", "watch")} <= verbs
+    assert_healthy(registered, "source")
+
+    problems = []
+    for context, verb, pattern in steps:
+        step = f"{fault} {verb} {pattern} on {context}"
+        cluster = registered[context].cluster
+        injected = cluster.faults.inject(verb, pattern, agent=TOOL, **FAULTS[fault])
+        result = cli(*args)
+        cluster.faults.clear()
+        assert injected.hits > 0, f"{step}: the fault was never hit"
+        outcome = check_outcome(result) or settle(registered, "source")
+        if outcome:
+            problems.append(f"{step}: {outcome}")
+            continue
+        untidy = tidy(registered, "source")
+        if not untidy:
+            continue
+        if result.exit_code == 0 or "still works" not in result.stdout:
+            problems.append(f"{step}: exit {result.exit_code}, silently left {untidy}")
+        follow_up = cli(*args)
+        left = health(registered, "source")
+        if follow_up.exit_code != 0 or left:
+            problems.append(f"{step}: a clean re-run did not converge: {left or follow_up.stdout}")
+            break
+    assert not problems, "\n".join(problems)
+
+
+# -- Forklift refuses the new token after the switch ---------------------------------------------
+
+
+@pytest.mark.parametrize("code", [401, 403])
+def test_a_new_token_forklift_refuses_is_switched_back_to_the_old_one(
+    registered: Sandbox, kubeconfig: Path, cli: CliRun, code: int
+) -> None:
+    old_token = provider_token(registered, "source")
+    old_secrets = sorted(managed_token_secrets(registered, "source"))
+    # Only Forklift's connection test lists storage classes: its first test after the switch
+    # (of the new token) is refused, the test after the switch back (of the old one) is not.
+    refused = registered["source"].cluster.faults.inject(
+        "list", "^/apis/storage.k8s.io/v1/storageclasses$", count=1, status=code
+    )
+
+    result = cli(*rotate_args(kubeconfig, "--max-age", "0s", provider="source"))
+
+    assert refused.hits == 1
+    assert result.exit_code == 10, result.output  # ProviderNotReady
+    assert "rolled back" in result.stdout
+    assert "switched back to the old token" in result.stderr
+    assert provider_token(registered, "source") == old_token
+    assert sorted(managed_token_secrets(registered, "source")) == old_secrets
+    assert_healthy(registered)
+
+
+# -- two rotations at once -----------------------------------------------------------------------
+
+
+def host_client(kubeconfig: Path) -> Kube:
+    return clusters.connect(
+        clusters.load_kubeconfig(kubeconfig), HOST, retry=RetryPolicy.immediate()
+    )
+
+
+def rotate_concurrently(kubeconfig: Path, runs: int) -> list[list[rotation.RotationResult]]:
+    """`runs` rotate_all calls started together, each with its own host client."""
+    results: list[Any] = [None] * runs
+    start = threading.Barrier(runs)
+    options = rotation.RotateOptions(timeout=15, retry=RetryPolicy.immediate())
+
+    def run(index: int) -> None:
+        host = host_client(kubeconfig)
+        try:
+            start.wait()
+            results[index] = rotation.rotate_all(
+                host, MTV_NAMESPACE, None, options, lambda change: None
+            )
+        except BaseException as error:  # the assertion below names it
+            results[index] = error
+        finally:
+            host.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(runs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    for outcome in results:
+        assert isinstance(outcome, list), f"a rotation raised {outcome!r}"
+    return results
+
+
+def test_two_rotations_at_once_leave_one_working_token(
+    registered: Sandbox, kubeconfig: Path
+) -> None:
+    old = {p: provider_token(registered, p) for p in PROVIDERS}
+
+    runs = rotate_concurrently(kubeconfig, 2)
+
+    for provider in PROVIDERS:
+        outcome = sorted(r.action for run in runs for r in run if r.provider == provider)
+        assert "rotated" in outcome, outcome
+        assert outcome in (
+            ["rotated", "rotated"],
+            ["lost-race", "rotated"],
+            ["failed", "rotated"],
+        ), outcome
+        for run in runs:
+            for r in run:
+                assert "\n" not in r.reason
+        assert not authenticates(registered, provider, old[provider])
+    assert_healthy(registered)
+
+
+def test_a_rotation_overtaken_by_another_removes_its_own_token_secret(
+    registered: Sandbox, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slow run read the provider Secret (and so the old token) before the fast run
+    rotated and revoked it: its new Secret must still go, and the fast run's token stay."""
+    first_done = threading.Event()
+    real_wait = rotation.wait_for_token
+
+    calls = iter(range(1_000))
+
+    def slow_second_run(kube: Kube, secret: dict[str, Any], timeout: float) -> Any:
+        first_call = next(calls) == 0  # the slow run's: it is started first
+        issued = real_wait(kube, secret, timeout)
+        if first_call:
+            assert first_done.wait(30)
+        return issued
+
+    monkeypatch.setattr(rotation, "wait_for_token", slow_second_run)
+    old = {p: provider_token(registered, p) for p in PROVIDERS}
+    fast = host_client(kubeconfig)
+    slow_results: list[rotation.RotationResult] = []
+    options = rotation.RotateOptions(timeout=15, retry=RetryPolicy.immediate())
+
+    def slow() -> None:
+        host = host_client(kubeconfig)
+        try:
+            slow_results.extend(
+                rotation.rotate_all(host, MTV_NAMESPACE, ["source"], options, lambda c: None)
+            )
+        finally:
+            host.close()
+
+    slow_thread = threading.Thread(target=slow)
+    slow_thread.start()
+    try:
+        # Both have read the provider Secret once the slow run's new Secret exists.
+        wait_for(
+            lambda: len(managed_token_secrets(registered, "source")) == 2,
+            what="the slow run's new token Secret",
+        )
+        fast_results = rotation.rotate_all(
+            fast, MTV_NAMESPACE, ["source"], options, lambda change: None
+        )
+    finally:
+        first_done.set()
+        slow_thread.join(timeout=30)
+        fast.close()
+
+    assert [r.action for r in fast_results] == ["rotated"]
+    assert len(slow_results) == 1 and slow_results[0].action in ("lost-race", "failed")
+    assert not authenticates(registered, "source", old["source"])
+    assert_healthy(registered, "source")
+
+
+def test_the_late_clean_up_of_one_rotation_spares_the_token_of_the_next(
+    registered: Sandbox, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run A switches and sees Ready, then stalls before revoking; run B, started after A's
+    switch, rotates A's token in turn and sees Ready. A's late clean-up must not revoke the
+    token the Provider now holds (B's), and B's must revoke A's."""
+    second_ready, first_done = threading.Event(), threading.Event()
+    real_wait_ready = forklift.wait_ready
+    calls = iter(range(1_000))
+
+    def ordered_wait_ready(*args: Any, **kwargs: Any) -> Any:
+        first = next(calls) == 0
+        provider = real_wait_ready(*args, **kwargs)
+        if first:
+            assert second_ready.wait(30)  # A stalls after Ready, before its clean-up
+        else:
+            second_ready.set()
+            assert first_done.wait(30)  # B cleans up only after A has
+        return provider
+
+    monkeypatch.setattr(forklift, "wait_ready", ordered_wait_ready)
+    original = referenced_token_secret(registered, "source")
+    options = rotation.RotateOptions(timeout=15, retry=RetryPolicy.immediate())
+    results: dict[str, list[rotation.RotationResult]] = {}
+
+    def run(label: str, done: threading.Event | None) -> None:
+        host = host_client(kubeconfig)
+        try:
+            results[label] = rotation.rotate_all(
+                host, MTV_NAMESPACE, ["source"], options, lambda change: None
+            )
+        finally:
+            host.close()
+            if done is not None:
+                done.set()
+
+    first = threading.Thread(target=run, args=("A", first_done))
+    first.start()
+    wait_for(
+        lambda: referenced_token_secret(registered, "source") != original,
+        what="run A to switch the provider Secret",
+    )
+    second = threading.Thread(target=run, args=("B", None))
+    second.start()
+    first.join(timeout=60)
+    second.join(timeout=60)
+
+    assert_healthy(registered, "source")  # not: Ready on B's token, which A revoked
+    assert [r.action for r in results["A"]] == ["rotated"], results["A"]
+    assert [r.action for r in results["B"]] == ["rotated"], results["B"]
+    assert referenced_token_secret(registered, "source") == results["B"][0].new_secret
+
+
+# -- a dead token: recovery with admin credentials ----------------------------------------------
+
+
+def test_a_dead_token_fails_rotation_and_is_recovered_with_an_admin_context(
+    registered: Sandbox, kubeconfig: Path, cli: CliRun
+) -> None:
+    dead = provider_token(registered, "source")
+    admin = clusters.connect(clusters.load_kubeconfig(kubeconfig), "source")
+    try:
+        (name,) = managed_token_secrets(registered, "source")
+        assert admin.delete(rotation.SECRET, name, SA_NAMESPACE)  # behind the tool's back
+    finally:
+        admin.close()
+    assert not authenticates(registered, "source", dead)
+
+    failed = cli(*rotate_args(kubeconfig, "--max-age", "0s"))
+
+    assert failed.exit_code == 8, failed.output  # AuthenticationFailed
+    assert actions(failed) == {"source": "failed", "destination": "rotated"}
+    (line,) = [x for x in failed.stdout.splitlines() if x.startswith("Provider source")]
+    assert "--source-context" in line, line
+    assert provider_token(registered, "source") == dead  # nothing was switched to
+
+    recovered = cli(*rotate_args(kubeconfig, "--max-age", "0s", "--source-context", "source"))
+
+    assert recovered.exit_code == 0, recovered.output
+    assert actions(recovered)["source"] == "recovered"
+    assert provider_token(registered, "source") != dead
+    assert_healthy(registered)
+
+
+def test_rotation_never_lists_the_token_secret_in_the_service_account(
+    registered: Sandbox, kubeconfig: Path, cli: CliRun
+) -> None:
+    assert cli(*rotate_args(kubeconfig, "--max-age", "0s")).exit_code == 0
+    cluster = registered["source"].cluster
+    account = cluster.store.find(cluster.rtype("", "v1", "serviceaccounts"), SA_NAMESPACE, SA)
+    assert account is not None
+    assert not account.get("secrets")
+    assert not health(registered, "source")
