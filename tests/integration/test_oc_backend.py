@@ -296,6 +296,7 @@ def test_no_command_carries_a_token_and_each_names_its_kubeconfig_and_context(
     sandbox: Sandbox, kubeconfig: Path, cli: CliRun, wrapper: Path, argv_log: Path
 ) -> None:
     oc = ["--client", "oc", "--oc-path", str(wrapper)]
+    users_kubeconfig = kubeconfig.read_bytes()
     assert cli(*register_args(kubeconfig, "--yes", *oc)).exit_code == 0
     rotated = cli(
         "rotate", "--host", "mtv", "--kubeconfig", str(kubeconfig), "--all", "--max-age", "0s", *oc
@@ -324,6 +325,7 @@ def test_no_command_carries_a_token_and_each_names_its_kubeconfig_and_context(
         "--context=destination",
         "--context=mtv",
     }
+    assert kubeconfig.read_bytes() == users_kubeconfig  # its current context never switched
 
 
 def test_explain_prints_the_commands_as_a_runbook_after_the_result(
