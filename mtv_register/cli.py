@@ -651,6 +651,12 @@ def _status_table(report: dict[str, Any]) -> None:
         console.print(
             f"{remote['provider']} on {remote['context']}: {present}; token Secrets: "
             f"{', '.join(remote['tokenSecrets']) or 'none'}"
+            + (
+                f"; LEFT BEHIND (their tokens still work): "
+                f"{', '.join(remote['leftoverTokenSecrets'])}"
+                if remote.get("leftoverTokenSecrets")
+                else ""
+            )
         )
 
 

@@ -672,13 +672,17 @@ def status(
     finally:
         host_kube.close()
     remote_rows = []
+    in_use = {row["name"]: row.get("tokenSecret", "").partition("/")[2] for row in rows}
     for context, provider in (remotes or {}).items():
         remote = clusters.connect(config, context, retry=retry, backend=backend, oc_path=oc_path)
-        remote_rows.append(_remote_objects(remote, context, provider))
+        remote_rows.append(_remote_objects(remote, context, provider, in_use.get(provider, "")))
     return {"host": host, "namespace": namespace, "providers": rows, "remotes": remote_rows}
 
 
-def _remote_objects(kube: Kube, context: str, provider: str) -> Obj:
+def _remote_objects(kube: Kube, context: str, provider: str, in_use: str = "") -> Obj:
+    """The objects behind a Provider on its cluster; `leftoverTokenSecrets` are token Secrets
+    of the account other than the one the Provider uses (an interrupted rotation's): each one's
+    token still works until it is deleted."""
     from mtv_register.kube import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, SECRET, SERVICE_ACCOUNT
 
     spec = RemoteSpec()
@@ -693,6 +697,13 @@ def _remote_objects(kube: Kube, context: str, provider: str) -> Obj:
             is not None,
             "clusterRoleBinding": kube.get(CLUSTER_ROLE_BINDING, spec.service_account) is not None,
             "tokenSecrets": [s["metadata"]["name"] for s in secrets],
+            "leftoverTokenSecrets": [
+                s["metadata"]["name"]
+                for s in secrets
+                if s.get("type") == manifests.SERVICE_ACCOUNT_TOKEN_TYPE
+                and in_use
+                and s["metadata"]["name"] != in_use
+            ],
         }
     finally:
         kube.close()
