@@ -78,6 +78,21 @@ ExplainOption = Annotated[
     ),
 ]
 
+
+# Options several commands share, declared once.
+HostOption = Annotated[str | None, typer.Option(help="Context of the MTV host.")]
+KubeconfigOption = Annotated[
+    Path | None, typer.Option(help="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).")
+]
+MtvNamespaceOption = Annotated[
+    str | None,
+    typer.Option(
+        help="MTV namespace on the host (default: openshift-mtv, then konveyor-forklift)."
+    ),
+]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Never prompt.")]
+OutputOption = Annotated[Output, typer.Option("--output", "-o", help="text, json or yaml.")]
+
 _state: dict[str, Any] = {"verbose": 0}
 
 
@@ -277,9 +292,7 @@ def register(
     dry_run: Annotated[
         bool, typer.Option(help="Write nothing; print every manifest as YAML, tokens redacted.")
     ] = False,
-    output: Annotated[
-        Output, typer.Option("--output", "-o", help="text, json or yaml.")
-    ] = Output.text,
+    output: OutputOption = Output.text,
     pairs: Annotated[
         Path | None,
         typer.Option(
@@ -290,7 +303,7 @@ def register(
     parallel: Annotated[
         int, typer.Option(help="With --pairs: pairs registered at once.", min=1)
     ] = 4,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Never prompt.")] = False,
+    yes: YesOption = False,
     interactive: Annotated[
         bool | None, typer.Option(help="Prompt for missing choices (default: when on a terminal).")
     ] = None,
@@ -534,18 +547,16 @@ def _print_result(result: PairResult, output: Output, dry_run: bool) -> None:
 
 @app.command()
 def status(
-    host: Annotated[str | None, typer.Option(help="Context of the MTV host.")] = None,
-    kubeconfig: Annotated[Path | None, typer.Option(help="Kubeconfig file.")] = None,
-    mtv_namespace: Annotated[str | None, typer.Option(help="MTV namespace on the host.")] = None,
+    host: HostOption = None,
+    kubeconfig: KubeconfigOption = None,
+    mtv_namespace: MtvNamespaceOption = None,
     remote: Annotated[
         list[str] | None,
         typer.Option(
             help="PROVIDER=CONTEXT: also show the objects behind a Provider on its cluster."
         ),
     ] = None,
-    output: Annotated[
-        Output, typer.Option("--output", "-o", help="text, json or yaml.")
-    ] = Output.text,
+    output: OutputOption = Output.text,
     client: ClientOption = Client.kubernetes,
     oc_path: OcPathOption = None,
     explain: ExplainOption = False,
@@ -664,9 +675,9 @@ def _status_table(report: dict[str, Any]) -> None:
 def unregister(
     source: Annotated[str, typer.Option(help="Context of the source cluster.")],
     destination: Annotated[str, typer.Option(help="Context of the destination cluster.")],
-    host: Annotated[str | None, typer.Option(help="Context of the MTV host.")] = None,
-    kubeconfig: Annotated[Path | None, typer.Option(help="Kubeconfig file.")] = None,
-    mtv_namespace: Annotated[str | None, typer.Option(help="MTV namespace on the host.")] = None,
+    host: HostOption = None,
+    kubeconfig: KubeconfigOption = None,
+    mtv_namespace: MtvNamespaceOption = None,
     source_name: Annotated[str | None, typer.Option(help="Provider name of the source.")] = None,
     destination_name: Annotated[
         str | None, typer.Option(help="Provider name of the destination.")
@@ -686,11 +697,9 @@ def unregister(
             help="Remove only the Providers on the host; keep the credentials on the clusters."
         ),
     ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Never prompt.")] = False,
+    yes: YesOption = False,
     interactive: Annotated[bool | None, typer.Option(help="Ask before deleting.")] = None,
-    output: Annotated[
-        Output, typer.Option("--output", "-o", help="text, json or yaml.")
-    ] = Output.text,
+    output: OutputOption = Output.text,
     client: ClientOption = Client.kubernetes,
     oc_path: OcPathOption = None,
     explain: ExplainOption = False,
@@ -850,12 +859,12 @@ def sandbox_demo(
 
 @app.command()
 def rotate(
-    host: Annotated[str | None, typer.Option(help="Context of the MTV host.")] = None,
-    kubeconfig: Annotated[Path | None, typer.Option(help="Kubeconfig file.")] = None,
+    host: HostOption = None,
+    kubeconfig: KubeconfigOption = None,
     in_cluster: Annotated[
         bool, typer.Option(help="Use the pod's service account (the scheduled CronJob).")
     ] = False,
-    mtv_namespace: Annotated[str | None, typer.Option(help="MTV namespace on the host.")] = None,
+    mtv_namespace: MtvNamespaceOption = None,
     provider: Annotated[
         list[str] | None, typer.Option(help="A Provider to rotate (repeatable).")
     ] = None,
@@ -881,10 +890,8 @@ def rotate(
     parallel: Annotated[int, typer.Option(help="Providers rotated at once.", min=1)] = 4,
     timeout: Annotated[str, typer.Option(help="Deadline per Provider.")] = "5m",
     dry_run: Annotated[bool, typer.Option(help="Say what would rotate; change nothing.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Never prompt.")] = False,
-    output: Annotated[
-        Output, typer.Option("--output", "-o", help="text, json or yaml.")
-    ] = Output.text,
+    yes: YesOption = False,
+    output: OutputOption = Output.text,
     client: ClientOption = Client.kubernetes,
     oc_path: OcPathOption = None,
     explain: ExplainOption = False,
@@ -993,9 +1000,9 @@ def schedule(
     every: Annotated[str, typer.Option(help='Cron schedule, e.g. "0 3 * * *".')],
     max_age: Annotated[str, typer.Option(help="Rotate tokens older than this, e.g. 30d.")],
     image: Annotated[str, typer.Option(help="Image with mtv-register (see Containerfile).")],
-    host: Annotated[str | None, typer.Option(help="Context of the MTV host.")] = None,
-    kubeconfig: Annotated[Path | None, typer.Option(help="Kubeconfig file.")] = None,
-    mtv_namespace: Annotated[str | None, typer.Option(help="MTV namespace on the host.")] = None,
+    host: HostOption = None,
+    kubeconfig: KubeconfigOption = None,
+    mtv_namespace: MtvNamespaceOption = None,
     dry_run: Annotated[bool, typer.Option(help="Print the manifests; write nothing.")] = False,
 ) -> None:
     """Rotate on a schedule: a CronJob in the MTV namespace, as a least-privileged account."""
@@ -1036,9 +1043,9 @@ def schedule(
 
 @app.command()
 def unschedule(
-    host: Annotated[str | None, typer.Option(help="Context of the MTV host.")] = None,
-    kubeconfig: Annotated[Path | None, typer.Option(help="Kubeconfig file.")] = None,
-    mtv_namespace: Annotated[str | None, typer.Option(help="MTV namespace on the host.")] = None,
+    host: HostOption = None,
+    kubeconfig: KubeconfigOption = None,
+    mtv_namespace: MtvNamespaceOption = None,
 ) -> None:
     """Remove the rotation CronJob and its account."""
     from mtv_register import forklift

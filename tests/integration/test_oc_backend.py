@@ -219,6 +219,7 @@ def test_status_reports_every_provider(
             "serviceAccount": True,
             "clusterRoleBinding": True,
             "tokenSecrets": ["mtv-provider-token"],
+            "leftoverTokenSecrets": [],
         }
     ]
     assert_no_mutation(sandbox, since)

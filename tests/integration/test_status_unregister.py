@@ -151,6 +151,7 @@ def test_status_of_remote_objects_after_unregister_shows_none(
             "serviceAccount": False,
             "clusterRoleBinding": False,
             "tokenSecrets": [],
+            "leftoverTokenSecrets": [],
         }
     ]
 
