@@ -199,13 +199,13 @@ def rotate_provider(
             )
     if options.dry_run:
         return RotationResult(name, "would rotate", old_secret=old_name)
-    remote = type(host).from_token(  # the host's backend: kubernetes client or oc
-        registration.url,
+    # The host's backend (kubernetes client or oc) speaks to the registered cluster too.
+    remote = _as_account(
+        type(host),
+        registration,
         registration.token,
-        ca_pem=registration.ca_pem,
-        insecure=registration.insecure,
-        context=f"{name}'s cluster (as its service account)",
-        retry=options.retry,
+        options,
+        f"{name}'s cluster (as its service account)",
     )
     try:
         if registration.token_type == "bound":
@@ -213,6 +213,20 @@ def rotate_provider(
         return _rotate(host, remote, registration, options, report)
     finally:
         remote.close()
+
+
+def _as_account(
+    client: type[Kube], registration: Registration, token: str, options: RotateOptions, context: str
+) -> Kube:
+    """A client of the registered cluster holding `token`, over the Provider's own URL and CA."""
+    return client.from_token(
+        registration.url,
+        token,
+        ca_pem=registration.ca_pem,
+        insecure=registration.insecure,
+        context=context,
+        retry=options.retry,
+    )
 
 
 def _rotate_bound(
@@ -229,14 +243,7 @@ def _rotate_bound(
         else 86_400
     )
     issued = request_bound_token(remote, namespace, account, max(600, ttl), report)
-    fresh = type(remote).from_token(
-        registration.url,
-        issued.token,
-        ca_pem=registration.ca_pem,
-        insecure=registration.insecure,
-        context=remote.context,
-        retry=options.retry,
-    )
+    fresh = _as_account(type(remote), registration, issued.token, options, remote.context)
     try:
         fresh.list(NAMESPACE, limit=1)
     finally:
@@ -322,14 +329,7 @@ def _rotate(
         issued = wait_for_token(remote, created, options.timeout)
         # From here on the cluster is spoken to with the new token: the old one is about to be
         # revoked, and a retried request must not arrive with it.
-        fresh = type(remote).from_token(
-            registration.url,
-            issued.token,
-            ca_pem=registration.ca_pem,
-            insecure=registration.insecure,
-            context=remote.context,
-            retry=options.retry,
-        )
+        fresh = _as_account(type(remote), registration, issued.token, options, remote.context)
         fresh.list(NAMESPACE, limit=1)
         if not _switch_guarded(
             host, registration, issued.token, new_ref, issued.created, options.clock()

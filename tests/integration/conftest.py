@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,23 +17,12 @@ from mtv_register.kube import RetryPolicy
 from mtv_register.orchestrator import PairOptions
 from mtv_register.sandbox import ISSUED_TOKENS, Sandbox
 from tests.conftest import assert_no_token
+from tests.sandbox.helpers import wait_for as wait_for  # shared with the sandbox tests
 
 T = TypeVar("T")
 Obj = dict[str, Any]
 Snapshot = dict[str, dict[tuple[str, str, str], Obj]]
 CliRun = Callable[..., Result]
-
-
-def wait_for(predicate: Callable[[], T], *, timeout: float = 5.0, what: str = "it") -> T:
-    """Poll every 20 ms until `predicate` returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def assert_no_token_in_any_form(text: str) -> None:
