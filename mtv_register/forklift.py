@@ -401,39 +401,10 @@ def wait_ready(
     `retested`: the Secret just changed, so a verdict seen before Forklift's re-test is trusted
     only after a status change shows or a short grace period passes.
     """
-    deadline = time.monotonic() + timeout
-    grace_until = time.monotonic() + RETEST_GRACE_SECONDS
-    trusted = not retested
-    provider = kube.get(PROVIDER, name, namespace)
-    while provider is not None:
-        trusted = trusted or time.monotonic() >= grace_until
-        state = verdict(provider) if trusted else None
-        if state == "failed":
-            raise errors.ProviderNotReady(
-                f'Forklift reports Provider "{namespace}/{name}" not ready: '
-                f"{failure_message(provider)}",
-                fix="fix the cause above (URL, CA, token or permissions on that cluster), "
-                "then re-run",
-            )
-        if state == "ready":
-            return provider
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise errors.WaitTimeout(
-                f'Provider "{namespace}/{name}" on {kube.context} was not Ready within '
-                f"{timeout:g}s (phase {(provider.get('status') or {}).get('phase', 'unknown')})",
-                fix="check the forklift-controller pod on the host, or raise --timeout",
-            )
-        window = remaining if trusted else max(0.05, min(remaining, grace_until - time.monotonic()))
-        event_type, changed = _next_change(kube, provider, window)
-        if event_type == "DELETED":
-            provider = None
-        elif changed is not None:
-            provider, trusted = changed, True  # a status written after ours: the re-test
-    raise errors.ProviderNotReady(
-        f'Provider "{namespace}/{name}" disappeared on {kube.context} while waiting for it',
-        fix="check who deleted it, then re-run",
+    ready = wait_all_ready(
+        kube, namespace, [name], timeout, retested=frozenset({name} if retested else ())
     )
+    return ready[name]
 
 
 def wait_all_ready(
@@ -445,13 +416,12 @@ def wait_all_ready(
     retested: frozenset[str] = frozenset(),
 ) -> dict[str, Obj]:
     """`wait_ready` for several Providers at once, with one list and one watch of the
-    collection instead of a read and a watch per Provider."""
+    collection instead of a read and a watch per Provider; a Provider in `retested` is
+    trusted only once its status changes or the grace period passes."""
     deadline = time.monotonic() + timeout
     grace_until = time.monotonic() + RETEST_GRACE_SECONDS
     trusted = {name: name not in retested for name in names}
-    listing = kube.list(PROVIDER, namespace)
-    current = {p["metadata"]["name"]: p for p in listing.get("items", [])}
-    version = str(listing.get("metadata", {}).get("resourceVersion", ""))
+    current, version = _listing(kube, namespace)
     while True:
         if time.monotonic() >= grace_until:
             trusted = dict.fromkeys(names, True)
@@ -496,9 +466,7 @@ def wait_all_ready(
             ):
                 obj = event.get("object") or {}
                 if event.get("type") == "ERROR":
-                    listing = kube.list(PROVIDER, namespace)
-                    current = {p["metadata"]["name"]: p for p in listing.get("items", [])}
-                    version = str(listing.get("metadata", {}).get("resourceVersion", ""))
+                    current, version = _listing(kube, namespace)  # e.g. 410: start again
                     break
                 meta = obj.get("metadata") or {}
                 version = str(meta.get("resourceVersion", version))
@@ -510,33 +478,14 @@ def wait_all_ready(
                 if meta.get("name") in pending:
                     break
         except Transient:
-            listing = kube.list(PROVIDER, namespace)
-            current = {p["metadata"]["name"]: p for p in listing.get("items", [])}
-            version = str(listing.get("metadata", {}).get("resourceVersion", ""))
+            current, version = _listing(kube, namespace)
 
 
-def _next_change(kube: Kube, provider: Obj, timeout: float) -> tuple[str, Obj | None]:
-    """The next event of `provider` within `timeout`: ("MODIFIED", obj), ("DELETED", None), or
-    ("", None) when nothing happened."""
-    meta = provider["metadata"]
-    try:
-        for event in kube.watch(
-            PROVIDER,
-            meta["namespace"],
-            name=meta["name"],
-            resource_version=meta["resourceVersion"],
-            timeout=timeout,
-        ):
-            kind = str(event.get("type", ""))
-            if kind in ("ADDED", "MODIFIED"):
-                return kind, event["object"]
-            if kind == "DELETED":
-                return kind, None
-            fresh = kube.get(PROVIDER, meta["name"], meta["namespace"])  # ERROR: re-read
-            return ("MODIFIED", fresh) if fresh is not None else ("DELETED", None)
-    except Transient:
-        pass
-    return "", None
+def _listing(kube: Kube, namespace: str) -> tuple[dict[str, Obj], str]:
+    """The Providers of the namespace by name, and the resourceVersion to watch from."""
+    listing = kube.list(PROVIDER, namespace)
+    current = {p["metadata"]["name"]: p for p in listing.get("items", [])}
+    return current, str(listing.get("metadata", {}).get("resourceVersion", ""))
 
 
 def request_retest(kube: Kube, namespace: str, name: str, report: Report) -> None:

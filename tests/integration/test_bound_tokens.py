@@ -10,7 +10,13 @@ from mtv_register.bootstrap import RemoteSpec
 from mtv_register.kube import RetryPolicy
 from mtv_register.orchestrator import register_pair
 from mtv_register.rotation import RotateOptions, open_host, rotate_all
-from tests.integration.conftest import marks, mutating_since, pair_options, provider_phase
+from tests.integration.conftest import (
+    marks,
+    mutating_since,
+    pair_options,
+    provider_phase,
+    register_args,
+)
 
 
 def _provider_secret(sandbox, name):
@@ -103,21 +109,6 @@ def test_unregister_removes_the_token_requester_role(sandbox, kubeconfig):
 
 
 def test_a_bound_token_ttl_under_ten_minutes_is_refused(sandbox, kubeconfig, cli):
-    result = cli(
-        "register",
-        "--source",
-        "source",
-        "--destination",
-        "destination",
-        "--host",
-        "mtv",
-        "--kubeconfig",
-        str(kubeconfig),
-        "--yes",
-        "--token-type",
-        "bound",
-        "--token-ttl",
-        "5m",
-    )
+    result = cli(*register_args(kubeconfig, "--yes", "--token-type", "bound", "--token-ttl", "5m"))
     assert result.exit_code == 2
     assert "at least 10m" in result.stderr
