@@ -539,6 +539,15 @@ class OcKube(Kube):
                 f"{detail} in {self.kubeconfig}", fix="pass a context the kubeconfig has"
             )
         if any(sign in last for sign in _DROPPED):
+            if verb == "get":
+                # client-go has already retried the read, about ten times in ten seconds:
+                # retrying it again here would multiply that by the tool's attempts.
+                return errors.MtvRegisterError(
+                    f"the API server of context {self.context} kept dropping the connection: "
+                    f"get {what}, retried by {os.path.basename(self.oc_path)} itself: {detail}",
+                    fix="check the API server's health, then re-run (the tool picks up where it "
+                    "stopped)",
+                )
             return Transient(f"{verb} {what}: connection lost: {detail}")
         return errors.MtvRegisterError(f"{verb} {what} failed on context {self.context}: {detail}")
 
