@@ -139,6 +139,16 @@ def _duration(value: str, flag: str) -> float:
         _fail(UsageError(f"{flag}: {error}"))
 
 
+def _quiet_insecure_requests() -> None:
+    """The user chose no TLS verification and was warned once: urllib3's multi-line warning on
+    every unverified request would only bury that line."""
+    import warnings
+
+    from urllib3.exceptions import InsecureRequestWarning
+
+    warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+
+
 def _check_client(client: Client, oc_path: str | None, explain: bool) -> None:
     from mtv_register.errors import UsageError
 
@@ -402,6 +412,7 @@ def register(
 
         _run(lambda: validate(options))  # refused options get their one line, no warning first
         _err("warning: TLS verification is OFF for both providers (insecureSkipVerify: true)")
+        _quiet_insecure_requests()
     progress = (
         None
         if output is not Output.text
@@ -761,6 +772,13 @@ def sandbox_up(
         str | None,
         typer.Option(help="Serve this context's API with a certificate from a second CA."),
     ] = None,
+    forklift: Annotated[
+        bool,
+        typer.Option(
+            help="Run Forklift's provider controller on the MTV host; without it, as on kind, "
+            "Providers are never tested."
+        ),
+    ] = True,
 ) -> None:
     """Serve simulated clusters until interrupted (SIGINT or SIGTERM)."""
     import signal
@@ -776,6 +794,7 @@ def sandbox_up(
             token_delay=token_delay,
             named_cert=named_cert,
             audit_dir=audit_dir,
+            forklift=forklift,
         )
     except ValueError as error:
         _fail(UsageError(str(error)))
@@ -1004,20 +1023,33 @@ def schedule(
     kubeconfig: KubeconfigOption = None,
     mtv_namespace: MtvNamespaceOption = None,
     dry_run: Annotated[bool, typer.Option(help="Print the manifests; write nothing.")] = False,
+    client: ClientOption = Client.kubernetes,
+    oc_path: OcPathOption = None,
+    explain: ExplainOption = False,
 ) -> None:
-    """Rotate on a schedule: a CronJob in the MTV namespace, as a least-privileged account."""
+    """Rotate on a schedule: a CronJob in the MTV namespace, as a least-privileged account.
+
+    --client chooses how this command writes the schedule; the CronJob's own runs use the image's
+    default client."""
     import yaml
 
     from mtv_register import forklift
     from mtv_register.rotation import check_cron, open_host, schedule_manifests
     from mtv_register.rotation import schedule as write_schedule
 
+    _check_client(client, oc_path, explain)
     _duration(max_age, "--max-age")
     _run(lambda: check_cron(every))
     config_path = str(kubeconfig) if kubeconfig else None
 
     def run() -> list[Any]:
-        kube = open_host(kubeconfig=config_path, host=host, in_cluster=False)
+        kube = open_host(
+            kubeconfig=config_path,
+            host=host,
+            in_cluster=False,
+            backend=client.value,
+            oc_path=oc_path,
+        )
         try:
             namespace = forklift.find_mtv_namespace(kube, mtv_namespace)
             if dry_run:
@@ -1033,12 +1065,13 @@ def schedule(
         finally:
             kube.close()
 
-    objects = _run(run)
-    if dry_run:
-        for obj in objects:
-            typer.echo("---\n" + yaml.safe_dump(obj, sort_keys=False).rstrip())
-        return
-    typer.echo(f"rotation scheduled: {every}, tokens older than {max_age}")
+    with _explaining(explain, Output.text):  # the runbook after the result
+        objects = _run(run)
+        if dry_run:
+            for obj in objects:
+                typer.echo("---\n" + yaml.safe_dump(obj, sort_keys=False).rstrip())
+        else:
+            typer.echo(f"rotation scheduled: {every}, tokens older than {max_age}")
 
 
 @app.command()
@@ -1046,24 +1079,35 @@ def unschedule(
     host: HostOption = None,
     kubeconfig: KubeconfigOption = None,
     mtv_namespace: MtvNamespaceOption = None,
+    client: ClientOption = Client.kubernetes,
+    oc_path: OcPathOption = None,
+    explain: ExplainOption = False,
 ) -> None:
     """Remove the rotation CronJob and its account."""
     from mtv_register import forklift
     from mtv_register.rotation import open_host
     from mtv_register.rotation import unschedule as remove_schedule
 
+    _check_client(client, oc_path, explain)
     config_path = str(kubeconfig) if kubeconfig else None
 
     def run() -> None:
-        kube = open_host(kubeconfig=config_path, host=host, in_cluster=False)
+        kube = open_host(
+            kubeconfig=config_path,
+            host=host,
+            in_cluster=False,
+            backend=client.value,
+            oc_path=oc_path,
+        )
         try:
             namespace = forklift.find_mtv_namespace(kube, mtv_namespace)
             remove_schedule(kube, namespace, lambda change: typer.echo(str(change)))
         finally:
             kube.close()
 
-    _run(run)
-    typer.echo("rotation unscheduled")
+    with _explaining(explain, Output.text):  # the runbook after the result
+        _run(run)
+        typer.echo("rotation unscheduled")
 
 
 def main() -> None:

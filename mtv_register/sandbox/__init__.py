@@ -39,6 +39,7 @@ class SandboxCluster:
     server: ApiServer
     controllers: Controllers
     forklift: ForkliftController | None
+    is_mtv_host: bool = False
 
     @property
     def url(self) -> str:
@@ -58,10 +59,6 @@ class SandboxCluster:
     def admin_token(self) -> str:
         return self.cluster.admin_token
 
-    @property
-    def is_mtv_host(self) -> bool:
-        return self.forklift is not None
-
     def stop(self) -> None:
         self.server.stop()
         self.controllers.stop()
@@ -78,6 +75,7 @@ class Sandbox:
         token_delay: float = 0.0,
         named_cert: str | None = None,
         audit_dir: Path | None = None,
+        forklift: bool = True,
     ) -> None:
         if mtv_on not in ("destination", "separate"):
             raise ValueError(f'mtv_on must be "destination" or "separate", not {mtv_on!r}')
@@ -91,6 +89,7 @@ class Sandbox:
         self.token_delay = token_delay
         self.named_cert = named_cert
         self.audit_dir = audit_dir
+        self.forklift = forklift  # False: the MTV host has Forklift's CRDs but no controller
         if named_cert is not None and named_cert not in self.contexts:
             raise ValueError(f"--named-cert {named_cert!r} is not one of {self.contexts}")
         self.clusters: dict[str, SandboxCluster] = {}
@@ -128,10 +127,13 @@ class Sandbox:
         forklift = None
         if context == self.mtv_context:
             install_mtv(cluster)
-            forklift = ForkliftController(cluster)
-            forklift.reconcile(MTV_NAMESPACE, "host")
+            if self.forklift:
+                forklift = ForkliftController(cluster)
+                forklift.reconcile(MTV_NAMESPACE, "host")
         server.start()
-        return SandboxCluster(context, cluster, server, controllers, forklift)
+        return SandboxCluster(
+            context, cluster, server, controllers, forklift, context == self.mtv_context
+        )
 
     def stop(self) -> None:
         for sandbox_cluster in self.clusters.values():

@@ -212,3 +212,26 @@ def test_a_three_cluster_sandbox_starts_serves_and_stops() -> None:
     for address in addresses:
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((address.hostname, address.port), timeout=2).close()
+
+
+def test_without_forklift_the_mtv_host_serves_providers_that_nobody_tests() -> None:
+    """`forklift=False` (`sandbox up --no-forklift`) is an MTV host as kind's is: the Provider
+    kind is served and stored, but no controller ever writes a status."""
+    with Sandbox(mtv_on="separate", forklift=False) as sandbox:
+        mtv = sandbox["mtv"]
+        assert mtv.is_mtv_host and mtv.forklift is None
+        api = kubernetes.client.CustomObjectsApi(connect(mtv))
+        provider = {
+            "apiVersion": "forklift.konveyor.io/v1beta1",
+            "kind": "Provider",
+            "metadata": {"name": "untested", "namespace": "openshift-mtv"},
+            "spec": {"type": "openshift", "url": sandbox["source"].url},
+        }
+        api.create_namespaced_custom_object(
+            "forklift.konveyor.io", "v1beta1", "openshift-mtv", "providers", provider
+        )
+        time.sleep(0.3)  # a controller answers within milliseconds here; none does
+        stored = api.get_namespaced_custom_object(
+            "forklift.konveyor.io", "v1beta1", "openshift-mtv", "providers", "untested"
+        )
+        assert "status" not in stored
