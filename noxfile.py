@@ -3,6 +3,9 @@ tests, lint, typecheck and docs; CI runs `nox -s tests` through `.ci/run`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
@@ -13,10 +16,14 @@ PYTHON = "3.11"
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The whole test suite against the embedded sandbox (and the real kubectl)."""
+    """The whole test suite against embedded sandboxes (and the real kubectl); then, unless
+    arguments chose tests, tests/integration again against `sandbox up --no-forklift` in a
+    process of its own, reached only over HTTPS as kind clusters are (`--clusters`)."""
     session.run("bash", ".ci/install-kubectl", external=True)
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+    if not session.posargs:
+        session.run("pytest", "tests/integration", "--clusters", "sandbox-process", "-q")
 
 
 @nox.session(python=PYTHON)
@@ -59,16 +66,22 @@ def docs(session: nox.Session) -> None:
     session.run("python", "scripts/check_docs.py", "--reference", str(fresh))
 
 
-E2E_CLUSTERS = {"source": "mtv-e2e-source", "destination": "mtv-e2e-destination"}
-E2E_HOST_CONTEXT = "mtv-e2e-host"
+E2E_CLUSTERS = {
+    "source": "mtv-e2e-source",
+    "destination": "mtv-e2e-destination",
+    "mtv": "mtv-e2e-mtv",
+}
 
 
 @nox.session(python=PYTHON)
 def e2e_kind(session: nox.Session) -> None:
-    """tests/e2e against two real kind clusters (real token controller, RBAC, authentication).
+    """tests/integration, then tests/e2e, against three real kind clusters (source, destination
+    and a separate MTV host): the real token controller, RBAC, TokenRequest and authentication.
 
-    Skips, saying why, where Docker or kind is missing. Clusters it creates are deleted at the
-    end unless `-- --keep-clusters`; other arguments go to pytest.
+    tests/integration runs as it does on the sandbox, chosen by MTV_REGISTER_TEST_CLUSTERS; what
+    needs the Forklift controller (kind has none) or the sandbox's fault injection is skipped with
+    that reason. Skips, saying why, where Docker or kind is missing. Clusters it creates are
+    deleted at the end unless `-- --keep-clusters`; other arguments go to pytest.
     """
     import shutil
     import subprocess
@@ -93,7 +106,8 @@ def e2e_kind(session: nox.Session) -> None:
     session.run("bash", ".ci/install-kubectl", external=True)
     session.install("-e", ".[test]")
 
-    kubeconfig = Path(session.create_tmp()).resolve() / "kubeconfig"
+    folder = Path(session.create_tmp()).resolve()
+    kubeconfig = folder / "kubeconfig"  # kind's own contexts: kind-mtv-e2e-*
     kubeconfig.unlink(missing_ok=True)
 
     def kind(*args: str) -> str:
@@ -113,45 +127,20 @@ def e2e_kind(session: nox.Session) -> None:
                 created.append(name)
                 config = f"kind-config/{role}.yaml"
                 session.log(f"creating the kind cluster {name} from {config}")
-                kind(
-                    "create",
-                    "cluster",
-                    "--name",
-                    name,
-                    "--config",
-                    config,
-                    "--wait",
-                    "120s",
-                    "--kubeconfig",
-                    str(kubeconfig),
-                )
+                kind("create", "cluster", "--name", name, "--config", config, "--wait", "120s")
+                kind("export", "kubeconfig", "--name", name, "--kubeconfig", str(kubeconfig))
             kubectl("--context", f"kind-{name}", "apply", "-f", "kind-config/crds/")
             kubectl(
                 "--context", f"kind-{name}", "wait", "--for=condition=Established", "crd", "--all"
             )
-        destination = f"kind-{E2E_CLUSTERS['destination']}"
-        kubectl("--context", destination, "apply", "-f", "kind-config/mtv-host.yaml")
-        # The MTV host is the destination cluster under a context of its own, so that both
-        # clusters of the pair are bootstrapped and registered (not the local `host` provider).
         kubectl(
-            "config",
-            "set-context",
-            E2E_HOST_CONTEXT,
-            "--cluster",
-            destination,
-            "--user",
-            destination,
+            "--context", f"kind-{E2E_CLUSTERS['mtv']}", "apply", "-f", "kind-config/mtv-host.yaml"
         )
-        env = {
-            "MTV_REGISTER_E2E_KUBECONFIG": str(kubeconfig),
-            "MTV_REGISTER_E2E_SOURCE": f"kind-{E2E_CLUSTERS['source']}",
-            "MTV_REGISTER_E2E_DESTINATION": destination,
-            "MTV_REGISTER_E2E_HOST": E2E_HOST_CONTEXT,
-        }
+        # The API server as the other clusters reach it: port 6443 of the control-plane
+        # container on the `kind` network. By its IP, which a Linux host (where the tests and
+        # mtv-register run) reaches too; the container's name resolves only on that network.
+        urls = {}
         for role, name in E2E_CLUSTERS.items():
-            # The API server as the other cluster reaches it: port 6443 of the control-plane
-            # container on the `kind` network. By its IP, which a Linux host (where the tests and
-            # mtv-register run) reaches too; the container's name resolves only on that network.
             address = session.run(
                 "docker",
                 "inspect",
@@ -161,11 +150,55 @@ def e2e_kind(session: nox.Session) -> None:
                 external=True,
                 silent=True,
             )
-            env[f"MTV_REGISTER_E2E_{role.upper()}_URL"] = f"https://{str(address).strip()}:6443"
+            urls[role] = f"https://{str(address).strip()}:6443"
+        integration = folder / "integration-kubeconfig"
+        _write_role_kubeconfig(kubeconfig, integration, urls)
+        session.log("tests/integration on the kind clusters (contexts source, destination, mtv)")
+        session.run(
+            "pytest",
+            "tests/integration",
+            "-ra",
+            *_pytest_args(session),
+            env={"MTV_REGISTER_TEST_CLUSTERS": str(integration)},
+        )
+        env = {
+            "MTV_REGISTER_E2E_KUBECONFIG": str(kubeconfig),
+            "MTV_REGISTER_E2E_SOURCE": f"kind-{E2E_CLUSTERS['source']}",
+            "MTV_REGISTER_E2E_DESTINATION": f"kind-{E2E_CLUSTERS['destination']}",
+            "MTV_REGISTER_E2E_HOST": f"kind-{E2E_CLUSTERS['mtv']}",
+            "MTV_REGISTER_E2E_SOURCE_URL": urls["source"],
+            "MTV_REGISTER_E2E_DESTINATION_URL": urls["destination"],
+        }
+        session.log("tests/e2e: the CLI as a user runs it, with --source-url/--destination-url")
         session.run("pytest", "tests/e2e", "-m", "kind", "-ra", *_pytest_args(session), env=env)
     finally:
         for name in [] if "--keep-clusters" in session.posargs else created:
-            kind("delete", "cluster", "--name", name, "--kubeconfig", str(kubeconfig))
+            kind("delete", "cluster", "--name", name)
+
+
+def _write_role_kubeconfig(kind_config: Path, path: Path, urls: dict[str, str]) -> None:
+    """A kubeconfig with one context per role (source, destination, mtv), as tests/integration
+    expects, each server the address the other clusters reach (`urls`), so the URL registered
+    is the kubeconfig's, as on the sandbox."""
+    import yaml
+
+    data = yaml.safe_load(kind_config.read_text())
+    by_name = {entry["name"]: entry for entry in data["contexts"]}
+    clusters = {entry["name"]: entry["cluster"] for entry in data["clusters"]}
+    users = {entry["name"]: entry["user"] for entry in data["users"]}
+    out: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": []}
+    out["contexts"] = []
+    for role, name in E2E_CLUSTERS.items():
+        context = by_name[f"kind-{name}"]["context"]
+        cluster = {**clusters[context["cluster"]], "server": urls[role]}
+        out["clusters"].append({"name": role, "cluster": cluster})
+        out["users"].append({"name": f"{role}-admin", "user": users[context["user"]]})
+        out["contexts"].append(
+            {"name": role, "context": {"cluster": role, "user": f"{role}-admin"}}
+        )
+    out["current-context"] = "mtv"
+    path.write_text(yaml.safe_dump(out, sort_keys=False))
+    path.chmod(0o600)
 
 
 def _pytest_args(session: nox.Session) -> list[str]:

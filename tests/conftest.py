@@ -15,6 +15,25 @@ import pytest
 from mtv_register.sandbox import ISSUED_TOKENS, Sandbox
 
 SandboxFactory = Callable[..., Sandbox]
+CLUSTERS_VARIABLE = "MTV_REGISTER_TEST_CLUSTERS"
+# Tokens of clusters other than the in-process sandboxes (external clusters), as tests saw them.
+EXTRA_TOKENS: set[str] = set()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clusters",
+        default=None,
+        metavar="KUBECONFIG|sandbox-process",
+        help="Run tests/integration against these clusters (contexts source, destination, mtv) "
+        f"instead of embedded sandboxes; also ${CLUSTERS_VARIABLE}. `sandbox-process`: a "
+        "`sandbox up --no-forklift` in its own process, reached only over HTTPS, as kind is.",
+    )
+
+
+def clusters_option(config: pytest.Config) -> str:
+    """The external clusters chosen for this run, or "" for embedded sandboxes."""
+    return str(config.getoption("--clusters") or os.environ.get(CLUSTERS_VARIABLE, ""))
 
 
 @pytest.fixture(autouse=True)
@@ -106,7 +125,7 @@ LEAK_SCAN = {"tests": 0, "leaks": 0}
 
 
 def _token_forms() -> list[str]:
-    tokens = list(ISSUED_TOKENS)
+    tokens = list(ISSUED_TOKENS) + list(EXTRA_TOKENS)
     return tokens + [base64.b64encode(t.encode()).decode() for t in tokens]
 
 
@@ -114,7 +133,7 @@ def _token_forms() -> list[str]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Every test fails when a token (as issued, or base64 as a Secret holds it) shows up in
     its captured stdout, stderr, log records or traceback."""
-    outcome = yield
+    outcome: Any = yield
     report = outcome.get_result()
     if report.when != "call" or item.get_closest_marker("prints_tokens"):
         return

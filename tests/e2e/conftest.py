@@ -34,7 +34,7 @@ class Clusters:
     kubeconfig: Path
     source: str
     destination: str
-    host: str  # the MTV host: the destination cluster under a context of its own
+    host: str  # the MTV host: a third cluster (kind-mtv-e2e-mtv in `nox -s e2e_kind`)
     source_url: str
     destination_url: str
 
@@ -58,7 +58,7 @@ def clusters() -> Clusters:
         kubeconfig=kubeconfig,
         source=source,
         destination=destination,
-        host=os.environ.get("MTV_REGISTER_E2E_HOST", "mtv-e2e-host"),
+        host=os.environ.get("MTV_REGISTER_E2E_HOST", "kind-mtv-e2e-mtv"),
         source_url=os.environ.get("MTV_REGISTER_E2E_SOURCE_URL") or _server_of(kubeconfig, source),
         destination_url=os.environ.get("MTV_REGISTER_E2E_DESTINATION_URL")
         or _server_of(kubeconfig, destination),

@@ -6,7 +6,13 @@ from collections.abc import Iterator
 import pytest
 
 from mtv_register import forklift
-from tests.integration.conftest import cli as cli  # the in-process CLI fixture, shared
+from tests.integration.conftest import CliRun, make_cli
+
+
+@pytest.fixture
+def cli() -> CliRun:
+    """The CLI in-process on the default backend, every result checked for leaked tokens."""
+    return make_cli()
 
 
 @pytest.fixture(autouse=True)

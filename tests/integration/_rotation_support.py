@@ -1,21 +1,21 @@
-"""What the rotation and schedule tests share: a registered pair, reads of the sandbox's own
-stores (tokens are read there and never shown), and the checks of a healthy Provider."""
+"""What the rotation and schedule tests share: a registered pair, reads of the clusters through
+`target` (tokens are read there and never shown), and the checks of a healthy Provider."""
 
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mtv_register import errors, forklift, manifests
 from mtv_register.kube import NAMESPACE, Kube, RetryPolicy
-from mtv_register.orchestrator import PairOptions, register_pair
-from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
+from mtv_register.orchestrator import register_pair
+from mtv_register.sandbox import MTV_NAMESPACE
 from mtv_register.sandbox.controllers import TOKEN_TYPE
 from mtv_register.sandbox.forklift import connection_test
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import pair_options, wait_for
+from tests.target import Target
 
 Obj = dict[str, Any]
 SA = manifests.DEFAULT_SERVICE_ACCOUNT
@@ -24,32 +24,22 @@ PROVIDERS = ("source", "destination")  # each named after its context, registere
 HOST = "mtv"
 
 
-def fast_waits(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The sandbox's Forklift re-tests in milliseconds, so the rotation's grace for it is cut;
-    the CLI's clients keep their retry attempts but lose the back-off between them."""
-    monkeypatch.setattr(forklift, "RETEST_GRACE_SECONDS", 0.3)
+def fast_waits(monkeypatch: pytest.MonkeyPatch, target: Target) -> None:
+    """The CLI's clients keep their retry attempts but lose the back-off between them. The
+    sandbox's Forklift re-tests in milliseconds, so there the rotation's grace for it is cut;
+    a real Forklift keeps the grace it needs."""
+    if target.sandbox is not None:
+        monkeypatch.setattr(forklift, "RETEST_GRACE_SECONDS", 0.3)
     monkeypatch.setattr(RetryPolicy.__init__, "__defaults__", (6, 0.0, 0.0, False))
 
 
-def register(sandbox: Sandbox, kubeconfig: Path) -> None:
-    result = register_pair(
-        PairOptions(
-            source="source",
-            destination="destination",
-            host=HOST,
-            kubeconfig=kubeconfig,
-            retry=RetryPolicy.immediate(),
-            timeout=30,
-        )
-    )
+def register(target: Target) -> None:
+    """Register the pair source -> destination on the separate host, on the test's backend."""
+    result = register_pair(pair_options(target.kubeconfig, host=HOST))
     assert sorted((p.name, p.phase) for p in result.providers) == [
         ("destination", "Ready"),
         ("source", "Ready"),
     ]
-
-
-def _secrets(sandbox: Sandbox, context: str) -> Any:
-    return sandbox[context].cluster.rtype("", "v1", "secrets")
 
 
 def _decoded(obj: Obj, key: str) -> str:
@@ -57,38 +47,32 @@ def _decoded(obj: Obj, key: str) -> str:
     return base64.b64decode(raw).decode() if raw else ""
 
 
-def provider_secret(sandbox: Sandbox, provider: str) -> Obj:
-    cluster = sandbox[HOST].cluster
-    secret = cluster.store.find(
-        _secrets(sandbox, HOST), MTV_NAMESPACE, forklift.secret_name_for(provider)
-    )
+def provider_secret(target: Target, provider: str) -> Obj:
+    secret = target.find(HOST, "secrets", forklift.secret_name_for(provider), MTV_NAMESPACE)
     assert secret is not None, f"the provider Secret of {provider} is gone"
     return secret
 
 
-def provider_token(sandbox: Sandbox, provider: str) -> str:
-    return _decoded(provider_secret(sandbox, provider), manifests.PROVIDER_SECRET_TOKEN_KEY)
+def provider_token(target: Target, provider: str) -> str:
+    return _decoded(provider_secret(target, provider), manifests.PROVIDER_SECRET_TOKEN_KEY)
 
 
-def referenced_token_secret(sandbox: Sandbox, provider: str) -> str:
+def referenced_token_secret(target: Target, provider: str) -> str:
     """The token Secret the provider Secret records (its name on the registered cluster)."""
-    annotations = provider_secret(sandbox, provider)["metadata"].get("annotations") or {}
+    annotations = provider_secret(target, provider)["metadata"].get("annotations") or {}
     namespace, _, name = annotations.get(manifests.TOKEN_SECRET_ANNOTATION, "").partition("/")
     assert namespace == SA_NAMESPACE, annotations
     return name
 
 
-def managed_token_secrets(sandbox: Sandbox, context: str) -> dict[str, Obj]:
+def managed_token_secrets(target: Target, context: str) -> dict[str, Obj]:
     """The service account's token Secrets that mtv-register made on a registered cluster."""
-    items, _ = sandbox[context].cluster.store.list(
-        _secrets(sandbox, context),
-        SA_NAMESPACE,
-        label_selector=f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}",
-    )
     return {
         item["metadata"]["name"]: item
-        for item in items
+        for item in target.list(context, "secrets", SA_NAMESPACE)
         if item.get("type") == TOKEN_TYPE
+        and (item["metadata"].get("labels") or {}).get(manifests.MANAGED_BY_LABEL)
+        == manifests.MANAGED_BY
         and (item["metadata"].get("annotations") or {}).get(
             manifests.SERVICE_ACCOUNT_NAME_ANNOTATION
         )
@@ -96,24 +80,18 @@ def managed_token_secrets(sandbox: Sandbox, context: str) -> dict[str, Obj]:
     }
 
 
-def provider_object(sandbox: Sandbox, provider: str) -> Obj:
-    cluster = sandbox[HOST].cluster
-    rtype = cluster.rtype("forklift.konveyor.io", "v1beta1", "providers")
-    found = cluster.store.find(rtype, MTV_NAMESPACE, provider)
+def provider_object(target: Target, provider: str) -> Obj:
+    found = target.find(HOST, "providers", provider, MTV_NAMESPACE)
     assert found is not None, f"Provider {provider} is gone"
     return found
 
 
-def authenticates(sandbox: Sandbox, context: str, token: str) -> bool:
-    return sandbox[context].cluster.authenticate(token) is not None
-
-
-def refused_over_https(sandbox: Sandbox, context: str, token: str) -> bool:
+def refused_over_https(target: Target, context: str, token: str) -> bool:
     """True when the cluster's API server answers a request with this token 401."""
     client = Kube.from_token(
-        sandbox[context].url,
+        target.url(context),
         token,
-        ca_pem=sandbox[context].serving_ca_pem,
+        ca_pem=target.serving_ca_pem(context),
         context=f"{context} (old token)",
         retry=RetryPolicy.immediate(),
     )
@@ -126,18 +104,18 @@ def refused_over_https(sandbox: Sandbox, context: str, token: str) -> bool:
     return False
 
 
-def working(sandbox: Sandbox, provider: str) -> str:
+def working(target: Target, provider: str) -> str:
     """ "" when the Provider is Ready and its token is accepted by its cluster and by Forklift's
     connection test, else what is wrong (this may still change: Forklift re-tests)."""
-    secret = provider_secret(sandbox, provider)
+    secret = provider_secret(target, provider)
     token = _decoded(secret, manifests.PROVIDER_SECRET_TOKEN_KEY)
-    phase = (provider_object(sandbox, provider).get("status") or {}).get("phase")
+    phase = (provider_object(target, provider).get("status") or {}).get("phase")
     if phase != "Ready":
         return f"Provider {provider} is {phase}"
-    if not authenticates(sandbox, provider, token):
+    if not target.authenticates(provider, token):
         return f"the token of Provider {provider} does not authenticate"
     test = connection_test(
-        sandbox[provider].url,
+        target.url(provider),
         token,
         _decoded(secret, manifests.PROVIDER_SECRET_CA_KEY),
         insecure=False,
@@ -147,32 +125,34 @@ def working(sandbox: Sandbox, provider: str) -> str:
     return ""
 
 
-def tidy(sandbox: Sandbox, provider: str) -> str:
+def tidy(target: Target, provider: str) -> str:
     """ "" when the service account has exactly one managed token Secret, the one the provider
     Secret refers to and holds the token of, else what is wrong (this never settles alone)."""
-    referenced = referenced_token_secret(sandbox, provider)
-    managed = managed_token_secrets(sandbox, provider)
+    referenced = referenced_token_secret(target, provider)
+    managed = managed_token_secrets(target, provider)
     if sorted(managed) != [referenced]:
         return f"{provider}: managed token Secrets {sorted(managed)}, referenced {referenced!r}"
-    if _decoded(managed[referenced], "token") != provider_token(sandbox, provider):
+    if _decoded(managed[referenced], "token") != provider_token(target, provider):
         return f"{provider}: the referenced token Secret does not hold the Provider's token"
     return ""
 
 
-def health(sandbox: Sandbox, provider: str) -> str:
+def health(target: Target, provider: str) -> str:
     """ "" when the Provider is as it must be after any rotation, else what is wrong."""
-    return working(sandbox, provider) or tidy(sandbox, provider)
+    return working(target, provider) or tidy(target, provider)
 
 
-def settle(sandbox: Sandbox, provider: str, *, timeout: float = 10.0) -> str:
+def settle(target: Target, provider: str, *, timeout: float | None = None) -> str:
     """Wait until the Provider works (Forklift re-tests after a switch back); "" when it does,
     else what is still wrong at the deadline."""
     problems = [""]
 
     def works() -> bool:
-        problems[0] = working(sandbox, provider)
+        problems[0] = working(target, provider)
         return not problems[0]
 
+    if timeout is None:  # the sandbox's Forklift answers in milliseconds, a real one in seconds
+        timeout = 10.0 if target.sandbox is not None else 120.0
     try:
         wait_for(works, timeout=timeout, what=f"Provider {provider} to work")
     except AssertionError:
@@ -180,9 +160,9 @@ def settle(sandbox: Sandbox, provider: str, *, timeout: float = 10.0) -> str:
     return ""
 
 
-def assert_healthy(sandbox: Sandbox, *providers: str, timeout: float = 10.0) -> None:
+def assert_healthy(target: Target, *providers: str, timeout: float | None = None) -> None:
     """Every Provider working and tidy."""
     for provider in providers or PROVIDERS:
-        problem = settle(sandbox, provider, timeout=timeout) or tidy(sandbox, provider)
+        problem = settle(target, provider, timeout=timeout) or tidy(target, provider)
         if problem:
             raise AssertionError(problem)

@@ -1,24 +1,43 @@
-"""Helpers for the integration tests: the CLI in-process, fast pair options, object snapshots,
-mutating requests counted from each cluster's audit log."""
+"""The integration tests' world: the clusters each test runs on (`target`: a fresh embedded
+sandbox, or external clusters such as kind, see tests/target.py), the backend it runs on (every
+test runs on both, `kubernetes` and `oc`), the CLI in-process, pair options, and what was
+written during a run (the sandbox's audit log, else a snapshot difference).
+
+Markers: `sandbox_only(reason)` for what needs the sandbox itself, `needs_forklift` for what
+needs a Forklift controller, `backends(*names, reason=...)` for what runs on one backend only;
+each is skipped, saying why, where it cannot run."""
 
 from __future__ import annotations
 
 import base64
-import threading
-from collections.abc import Callable
+import contextlib
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from typer.testing import CliRunner, Result
 
+from mtv_register import clusters, forklift
 from mtv_register.cli import app
-from mtv_register.kube import RetryPolicy
-from mtv_register.orchestrator import PairOptions
-from mtv_register.sandbox import ISSUED_TOKENS, Sandbox
-from tests.conftest import assert_no_token
+from mtv_register.kube import PROVIDER, USER_AGENT, AlreadyExists, Kube, NotFound, RetryPolicy
+from mtv_register.orchestrator import PairOptions, register_pair
+from mtv_register.sandbox import ISSUED_TOKENS, MTV_NAMESPACE, Sandbox
+from tests.conftest import EXTRA_TOKENS, SandboxFactory, assert_no_token, clusters_option
 from tests.sandbox.helpers import wait_for as wait_for  # shared with the sandbox tests
+from tests.target import (
+    NO_FORKLIFT,
+    SANDBOX_PROCESS,
+    ExternalTarget,
+    SandboxTarget,
+    Target,
+    sandbox_process,
+)
 
+BACKENDS = ("kubernetes", "oc")
 T = TypeVar("T")
 Obj = dict[str, Any]
 Snapshot = dict[str, dict[tuple[str, str, str], Obj]]
@@ -33,27 +52,193 @@ def assert_no_token_in_any_form(text: str) -> None:
     assert not leaked, f"{leaked} sandbox token(s) leaked base64-encoded"
 
 
-@pytest.fixture
-def cli() -> CliRun:
-    """`mtv-register ARGS` in-process; every result is checked for leaked tokens."""
+# The commands that take --client.
+BACKEND_COMMANDS = frozenset(
+    {"register", "status", "unregister", "rotate", "schedule", "unschedule"}
+)
+
+
+def make_cli(flags: tuple[str, ...] = (), held: Callable[[], set[str]] | None = None) -> CliRun:
+    """`mtv-register ARGS` in-process, with `flags` after the command when it takes `--client`;
+    every result is checked for leaked tokens: the sandboxes' and those `held` returns before
+    and after the command (which may delete some, or make new ones)."""
     runner = CliRunner()
 
     def run(*args: str, input: str | None = None) -> Result:
-        result = runner.invoke(app, list(args), input=input)
+        argv = list(args)
+        if argv and argv[0] in BACKEND_COMMANDS and "--client" not in argv:
+            argv[1:1] = flags
+        before = held() if held is not None else set()  # what the command may delete
+        result = runner.invoke(app, argv, input=input)
         # CliRunner swallows an escaped exception that a real run would print as a traceback.
         assert result.exception is None or isinstance(result.exception, SystemExit), repr(
             result.exception
         )
-        assert_no_token_in_any_form(result.stdout + result.stderr)
-        assert "Traceback" not in result.stdout + result.stderr
+        output = result.stdout + result.stderr
+        assert_no_token_in_any_form(output)
+        if held is not None:
+            assert_none_of(before | held(), output)
+        assert "Traceback" not in output
         return result
 
     return run
 
 
+def assert_none_of(tokens: set[str], text: str) -> None:
+    """None of `tokens`, as they are or base64-encoded, in `text`; remembered for the scan of
+    every test's captured output (tests/conftest.py)."""
+    EXTRA_TOKENS.update(tokens)
+    forms = tokens | {base64.b64encode(token.encode()).decode() for token in tokens}
+    leaked = sum(1 for form in forms if form in text)
+    assert not leaked, f"{leaked} token(s) of the clusters leaked"
+
+
+@pytest.fixture
+def cli(backend: Backend, target: Target) -> CliRun:
+    """The CLI on the test's backend; on real clusters, output is also checked against every
+    token the clusters hold."""
+    return make_cli(backend.flags, None if target.sandbox else target.tokens)
+
+
+# -- the clusters and the backend each test runs on ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _external(request: pytest.FixtureRequest) -> Iterator[ExternalTarget | None]:
+    """The external clusters of the run (`--clusters`, MTV_REGISTER_TEST_CLUSTERS), if any."""
+    chosen = clusters_option(request.config)
+    if not chosen:
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        path = stack.enter_context(sandbox_process()) if chosen == SANDBOX_PROCESS else Path(chosen)
+        external = ExternalTarget(path)
+        stack.callback(external.close)
+        yield external
+
+
+@pytest.fixture
+def target(_external: ExternalTarget | None, tmp_path: Path) -> Iterator[Target]:
+    """The clusters of this test: a fresh embedded sandbox (source, destination, separate `mtv`
+    host), or the external clusters, reset after the test to what they were before the run."""
+    if _external is not None:
+        try:
+            yield _external
+        finally:
+            _external.reset()
+        return
+    sandbox = Sandbox(mtv_on="separate").start()
+    try:
+        kubeconfig = sandbox.write_kubeconfig(tmp_path / "kubeconfig")
+        yield SandboxTarget(kubeconfig=kubeconfig, forklift=True, embedded=sandbox)
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture
+def sandbox(target: Target) -> Sandbox:
+    """The embedded sandbox behind `target`: only for tests marked `sandbox_only`."""
+    assert target.sandbox is not None, "a test that needs the sandbox must be marked sandbox_only"
+    return target.sandbox
+
+
+@pytest.fixture
+def kubeconfig(target: Target) -> Path:
+    return target.kubeconfig
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How the tool reaches the clusters in this test: `kubernetes` (the default) or `oc`, with
+    the real kubectl as its binary behind a wrapper that logs every argv."""
+
+    name: str
+    oc_path: str | None = None
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return () if self.oc_path is None else ("--client", "oc", "--oc-path", self.oc_path)
+
+    @property
+    def agent(self) -> str:
+        """A pattern for the User-Agent of its requests, to aim a fault at them."""
+        return f"^{re.escape(USER_AGENT)}$" if self.oc_path is None else "^kubectl/"
+
+
+ACTIVE: dict[str, Backend] = {}
+
+
+@pytest.fixture(params=BACKENDS, autouse=True)
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Backend]:
+    """Every integration test runs on both backends, but those marked `backends(...)` for one.
+    On `oc`, no command line of the run may carry a token."""
+    marker = request.node.get_closest_marker("backends")
+    if marker is not None and request.param not in marker.args:
+        pytest.skip(f"{request.param} backend: {marker.kwargs['reason']}")
+    if request.param == "kubernetes":
+        chosen = Backend("kubernetes")
+    else:
+        kubectl = shutil.which("kubectl")
+        if kubectl is None:
+            pytest.fail("kubectl is not installed: .ci/run installs it (see .ci/install-kubectl)")
+        chosen = Backend("oc", str(logging_wrapper(tmp_path, kubectl)))
+        # kubectl caches discovery per host:port: a port reused by a later sandbox must not read it.
+        monkeypatch.setenv("KUBECACHEDIR", str(tmp_path / "kube-cache"))
+    ACTIVE["backend"] = chosen
+    try:
+        yield chosen
+    finally:
+        del ACTIVE["backend"]
+    if chosen.oc_path is not None:
+        argvs = "\n".join(path.read_text() for path in (tmp_path / "argv").iterdir())
+        assert_no_token_in_any_form(argvs)
+        assert_none_of(set(EXTRA_TOKENS), argvs)
+
+
+def logging_wrapper(folder: Path, kubectl: str) -> Path:
+    """A stand-in for `oc` that logs its argv (what `ps` shows to every user of the machine) to
+    a file per command under `folder/argv`, then runs the real kubectl."""
+    argv = folder / "argv"
+    argv.mkdir(exist_ok=True)
+    script = folder / "kubectl-logging"
+    script.write_text(f"#!/bin/sh\nprintf '%s\\0' \"$@\" > '{argv}/'$$\nexec '{kubectl}' \"$@\"\n")
+    script.chmod(0o755)
+    return script
+
+
+def active_backend() -> Backend:
+    return ACTIVE.get("backend", Backend("kubernetes"))
+
+
+@pytest.fixture(autouse=True)
+def _what_these_clusters_run(
+    request: pytest.FixtureRequest, _external: ExternalTarget | None
+) -> None:
+    """Skip, saying why, what these clusters cannot run; refuse a test that reaches into the
+    sandbox without saying so."""
+    node = request.node
+    reaches_in = {"sandbox", "make_sandbox"} & set(request.fixturenames)
+    only = node.get_closest_marker("sandbox_only")
+    if reaches_in and only is None:
+        pytest.fail(
+            f"{node.nodeid} uses {', '.join(sorted(reaches_in))}: read the clusters through "
+            "`target`, or mark it sandbox_only(reason)"
+        )
+    if _external is not None and only is not None:
+        pytest.skip(f"needs the embedded sandbox: {only.args[0]}")
+    forklift = _external is None or _external.forklift
+    if node.get_closest_marker("needs_forklift") and not forklift:
+        pytest.skip(NO_FORKLIFT)
+
+
 def pair_options(kubeconfig: Path, *, host: str | None = "mtv", **overrides: Any) -> PairOptions:
-    """The pair source -> destination, with retries that never sleep."""
+    """The pair source -> destination on the test's backend, with retries that never sleep."""
+    chosen = active_backend()
     settings: dict[str, Any] = {
+        "backend": chosen.name,
+        "oc_path": chosen.oc_path,
         "source": "source",
         "destination": "destination",
         "host": host,
@@ -63,6 +248,105 @@ def pair_options(kubeconfig: Path, *, host: str | None = "mtv", **overrides: Any
         **overrides,
     }
     return PairOptions(**settings)
+
+
+@contextlib.contextmanager
+def admin(target: Target, context: str) -> Iterator[Kube]:
+    """The cluster's admin, through the tool's own client: to write what a person would."""
+    kube = admin_client(target.kubeconfig, context)
+    try:
+        yield kube
+    finally:
+        kube.close()
+
+
+PROVIDER_CRD = (
+    "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/providers.forklift.konveyor.io"
+)
+
+
+def shaped_target(make_sandbox: SandboxFactory, tmp_path: Path, **shape: Any) -> SandboxTarget:
+    """A sandbox of another shape than `target`'s (MTV on the destination, a slow token
+    controller, a named certificate...), behind the same interface."""
+    sandbox = make_sandbox(**shape)
+    return SandboxTarget(
+        kubeconfig=sandbox.write_kubeconfig(tmp_path / "shaped-kubeconfig"),
+        forklift=True,
+        mtv_context=sandbox.mtv_context,
+        contexts=tuple(sandbox.clusters),
+        embedded=sandbox,
+    )
+
+
+def decoded(secret: Obj, key: str) -> str:
+    return base64.b64decode((secret.get("data") or {}).get(key, "")).decode()
+
+
+def admin_client(kubeconfig: Path, context: str) -> Kube:
+    """The cluster's admin through the tool's own client (the caller closes it)."""
+    return clusters.connect(clusters.load_kubeconfig(kubeconfig), context)
+
+
+def _providers_served(mtv: Kube) -> bool:
+    try:
+        mtv.list(PROVIDER, MTV_NAMESPACE)
+    except NotFound:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def forklift_uninstalled(target: Target) -> Iterator[None]:
+    """The Provider API gone from the MTV host (its CRD deleted through the API), and put back
+    afterwards: external clusters are shared by the tests that follow."""
+    mtv = admin_client(target.kubeconfig, target.mtv_context)
+    saved = mtv.request("GET", PROVIDER_CRD)
+    try:
+        mtv.request("DELETE", PROVIDER_CRD)
+        wait_for(lambda: not _providers_served(mtv), timeout=60, what="the Provider API to go")
+        yield
+    finally:
+        # A real API server removes the Providers before the CRD; an operator may put it back.
+        wait_for(lambda: _crd_state(mtv) != "terminating", timeout=60, what="the CRD's deletion")
+        if _crd_state(mtv) == "gone":
+            meta = saved["metadata"]
+            kept = {k: meta[k] for k in ("name", "labels", "annotations") if k in meta}
+            with contextlib.suppress(AlreadyExists):
+                mtv.request(
+                    "POST", PROVIDER_CRD.rsplit("/", 1)[0], body={**saved, "metadata": kept}
+                )
+        wait_for(lambda: _providers_served(mtv), timeout=60, what="the Provider API to return")
+        mtv.close()
+
+
+def _crd_state(mtv: Kube) -> str:
+    try:
+        crd = mtv.request("GET", PROVIDER_CRD)
+    except NotFound:
+        return "gone"
+    return "terminating" if crd["metadata"].get("deletionTimestamp") else "present"
+
+
+def _untested(
+    kube: Kube, namespace: str, names: list[str], timeout: float, **_: Any
+) -> dict[str, Obj]:
+    """What `forklift.wait_all_ready` returns, without waiting for a verdict."""
+    return {name: kube.get(PROVIDER, name, namespace) or {} for name in names}
+
+
+def register_anywhere(
+    target: Target, monkeypatch: pytest.MonkeyPatch, *, host: str | None = "mtv"
+) -> None:
+    """Register the pair on the test's backend, to set up what a test then looks at: waiting
+    for Forklift's verdict where Forklift runs. Without it (kind) no Provider is ever tested, so
+    the run does all its writes and skips only the wait for a verdict that cannot come. Never
+    used for the command under test: that needs `needs_forklift`."""
+    with monkeypatch.context() as patch:
+        if not target.forklift:
+            patch.setattr(forklift, "wait_all_ready", _untested)
+        result = register_pair(pair_options(target.kubeconfig, host=host))
+    assert result.changes
+    target.settle()
 
 
 def register_args(kubeconfig: Path, *extra: str, host: str | None = "mtv") -> list[str]:
@@ -99,21 +383,26 @@ def mutating_since(sandbox: Sandbox, since: dict[str, int]) -> dict[str, list[st
     }
 
 
-def assert_no_mutation(sandbox: Sandbox, since: dict[str, int]) -> None:
-    made = mutating_since(sandbox, since)
-    assert made == {context: [] for context in sandbox.clusters}
+Mark = Any  # where a run starts, to compare its end with
 
 
-def snapshot(sandbox: Sandbox) -> Snapshot:
-    """Every stored object of every cluster, keyed by (type, namespace, name)."""
-    result: Snapshot = {}
-    for context, sc in sandbox.clusters.items():
-        objects = {}
-        for key, obj in sc.cluster.store.all_objects():
-            meta = obj["metadata"]
-            objects[(key, meta.get("namespace", ""), meta["name"])] = obj
-        result[context] = objects
-    return result
+def mark(target: Target) -> Mark:
+    """Where to count writes from: each cluster's audit log position in the sandbox, else a
+    snapshot of the objects of the types the tool writes."""
+    return marks(target.sandbox) if target.sandbox is not None else target.snapshot()
+
+
+def writes_since(target: Target, since: Mark) -> dict[str, Any]:
+    """Per cluster, what was written since `since`: every mutating request from the sandbox's
+    audit log; on other clusters, the objects added, removed or changed (a write that changed
+    nothing is seen by the audit log only)."""
+    if target.sandbox is not None:
+        return {c: made for c, made in mutating_since(target.sandbox, since).items() if made}
+    return snapshot_difference(since, target.snapshot())
+
+
+def assert_nothing_written(target: Target, since: Mark) -> None:
+    assert writes_since(target, since) == {}
 
 
 def snapshot_difference(before: Snapshot, after: Snapshot) -> dict[str, Obj]:
@@ -137,20 +426,3 @@ def snapshot_difference(before: Snapshot, after: Snapshot) -> dict[str, Obj]:
         if added or removed or changed:
             difference[context] = {"added": added, "removed": removed, "changed": changed}
     return difference
-
-
-def provider_phase(sandbox: Sandbox, name: str, namespace: str = "openshift-mtv") -> str:
-    host = sandbox[sandbox.mtv_context].cluster
-    provider = host.store.find(
-        host.rtype("forklift.konveyor.io", "v1beta1", "providers"), namespace, name
-    )
-    return str(((provider or {}).get("status") or {}).get("phase", "")) if provider else ""
-
-
-def settle_forklift(sandbox: Sandbox) -> None:
-    """Wait until Forklift has run every test already queued (its worker runs them in order)."""
-    done = threading.Event()
-    forklift = sandbox[sandbox.mtv_context].forklift
-    assert forklift is not None
-    forklift.scheduler.call_later(0, done.set)
-    assert done.wait(10), "Forklift's queue did not drain"

@@ -4,69 +4,97 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from mtv_register import forklift, manifests
 from mtv_register.bootstrap import RemoteSpec
 from mtv_register.kube import RetryPolicy
-from mtv_register.orchestrator import register_pair
+from mtv_register.orchestrator import PairOptions, register_pair, unregister_pair
 from mtv_register.rotation import RotateOptions, open_host, rotate_all
+from mtv_register.sandbox import Sandbox
 from tests.integration.conftest import (
-    marks,
-    mutating_since,
+    CliRun,
+    active_backend,
+    assert_nothing_written,
+    mark,
     pair_options,
-    provider_phase,
     register_args,
 )
+from tests.target import Target
 
 
-def _provider_secret(sandbox, name):
-    host = sandbox["mtv"].cluster
-    return host.store.find(
-        host.rtype("", "v1", "secrets"), "openshift-mtv", forklift.secret_name_for(name)
-    )
+def _provider_secret(target: Target, name: str) -> dict[str, Any]:
+    secret = target.find("mtv", "secrets", forklift.secret_name_for(name), "openshift-mtv")
+    assert secret is not None, f"the provider Secret of {name} is gone"
+    return secret
 
 
-def _token(sandbox, name):
-    return base64.b64decode(_provider_secret(sandbox, name)["data"]["token"]).decode()
+def _token(target: Target, name: str) -> str:
+    return base64.b64decode(_provider_secret(target, name)["data"]["token"]).decode()
 
 
-def test_bound_tokens_register_without_a_token_secret_and_expire(sandbox, kubeconfig):
-    options = pair_options(kubeconfig, remote=RemoteSpec(token_type="bound", token_ttl=1200))
+def _register_bound(target: Target, ttl: int) -> PairOptions:
+    """Register the pair with bound tokens of `ttl` seconds (waits for Forklift's verdict)."""
+    options = pair_options(target.kubeconfig, remote=RemoteSpec(token_type="bound", token_ttl=ttl))
     register_pair(options)
-    source = sandbox["source"].cluster
-    secrets, _ = source.store.list(source.rtype("", "v1", "secrets"), "mtv-register")
+    return options
+
+
+@pytest.mark.needs_forklift
+def test_bound_tokens_register_without_a_token_secret(target: Target) -> None:
+    _register_bound(target, 1200)
+    secrets = target.list("source", "secrets", "mtv-register")
     assert not [s for s in secrets if s.get("type") == manifests.SERVICE_ACCOUNT_TOKEN_TYPE]
-    annotations = _provider_secret(sandbox, "source")["metadata"]["annotations"]
+    annotations = _provider_secret(target, "source")["metadata"]["annotations"]
     assert annotations[manifests.TOKEN_TYPE_ANNOTATION] == "bound"
     assert annotations[manifests.TOKEN_EXPIRES_ANNOTATION]
-    token = _token(sandbox, "source")
+    assert target.authenticates("source", _token(target, "source"))
+
+
+@pytest.mark.needs_forklift
+@pytest.mark.sandbox_only("advances the sandbox clock past the bound token's expiry")
+def test_a_bound_token_expires(target: Target, sandbox: Sandbox) -> None:
+    _register_bound(target, 1200)
+    token = _token(target, "source")
+    source = sandbox["source"].cluster
     assert source.authenticate(token) is not None
     source.clock.advance(1201)
     assert source.authenticate(token) is None  # the API server stops accepting it
 
 
-def test_a_bound_token_rerun_changes_nothing(sandbox, kubeconfig):
-    options = pair_options(kubeconfig, remote=RemoteSpec(token_type="bound", token_ttl=3600))
-    register_pair(options)
-    before = marks(sandbox)
+@pytest.mark.needs_forklift
+def test_a_bound_token_rerun_changes_nothing(target: Target) -> None:
+    options = _register_bound(target, 3600)
+    before = mark(target)
     assert not register_pair(options).mutated
-    assert mutating_since(sandbox, before) == {c: [] for c in sandbox.clusters}
+    assert_nothing_written(target, before)
 
 
+@pytest.mark.needs_forklift
+@pytest.mark.sandbox_only("advances the sandbox clock to bring the bound tokens near expiry")
 def test_rotate_before_expiry_renews_bound_tokens_with_their_own_credentials(
-    sandbox, kubeconfig, monkeypatch
-):
+    target: Target, sandbox: Sandbox, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(forklift, "RETEST_GRACE_SECONDS", 0.2)
-    register_pair(pair_options(kubeconfig, remote=RemoteSpec(token_type="bound", token_ttl=1200)))
-    old = _token(sandbox, "source")
+    _register_bound(target, 1200)
+    old = _token(target, "source")
     for context in sandbox.clusters:
         sandbox[context].cluster.clock.advance(900)  # 5 minutes of 20 left
 
-    def clock():
+    def clock() -> dt.datetime:
         return dt.datetime.fromtimestamp(sandbox["source"].cluster.clock.now(), dt.UTC)
 
+    chosen = active_backend()
     host = open_host(
-        kubeconfig=str(kubeconfig), host="mtv", in_cluster=False, retry=RetryPolicy.immediate()
+        kubeconfig=str(kubeconfig),
+        host="mtv",
+        in_cluster=False,
+        retry=RetryPolicy.immediate(),
+        backend=chosen.name,
+        oc_path=chosen.oc_path,
     )
     try:
         skipped = rotate_all(
@@ -87,28 +115,31 @@ def test_rotate_before_expiry_renews_bound_tokens_with_their_own_credentials(
     finally:
         host.close()
     assert {r.action for r in renewed} == {"rotated"}
-    new = _token(sandbox, "source")
+    new = _token(target, "source")
     assert new != old
     source = sandbox["source"].cluster
     for context in sandbox.clusters:
         sandbox[context].cluster.clock.advance(600)  # the old token is now past its expiry
     assert source.authenticate(old) is None
     assert source.authenticate(new) is not None
-    assert provider_phase(sandbox, "source") == "Ready"
+    assert target.provider_phase("source") == "Ready"
 
 
-def test_unregister_removes_the_token_requester_role(sandbox, kubeconfig):
-    from mtv_register.orchestrator import unregister_pair
-
-    options = pair_options(kubeconfig, remote=RemoteSpec(token_type="bound", token_ttl=3600))
-    register_pair(options)
+@pytest.mark.needs_forklift
+def test_unregister_removes_the_token_requester_role(target: Target) -> None:
+    options = _register_bound(target, 3600)
+    roles = target.list("source", "roles")
+    assert [r for r in roles if r["metadata"]["name"].endswith("-token-requester")]
     unregister_pair(options)
-    source = sandbox["source"].cluster
-    roles, _ = source.store.list(source.rtype("rbac.authorization.k8s.io", "v1", "roles"))
+    roles = target.list("source", "roles")
     assert not [r for r in roles if r["metadata"]["name"].endswith("-token-requester")]
 
 
-def test_a_bound_token_ttl_under_ten_minutes_is_refused(sandbox, kubeconfig, cli):
+def test_a_bound_token_ttl_under_ten_minutes_is_refused(
+    target: Target, kubeconfig: Path, cli: CliRun
+) -> None:
+    since = mark(target)
     result = cli(*register_args(kubeconfig, "--yes", "--token-type", "bound", "--token-ttl", "5m"))
     assert result.exit_code == 2
     assert "at least 10m" in result.stderr
+    assert_nothing_written(target, since)

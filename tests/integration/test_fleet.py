@@ -1,22 +1,32 @@
-"""Fleets: many pairs from one file, in parallel; one failing pair never stops the others."""
+"""Fleets: many pairs from one file, in parallel; one failing pair never stops the others.
+
+The fleet is made of the three clusters every test has: source -> destination, and the same two
+the other way round under Provider names of their own, both registered on the `mtv` host at once
+(each cluster then serves two pairs, as a destination shared by several sources does)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from mtv_register.orchestrator import load_pairs
-from tests.integration.conftest import marks, mutating_since, provider_phase
+from mtv_register.orchestrator import PairOptions, load_pairs
+from tests.integration.conftest import CliRun, Mark, mark, writes_since
+from tests.target import Target
 
-
-@pytest.fixture
-def fleet(make_sandbox, tmp_path):
-    sandbox = make_sandbox(sources=4)
-    kubeconfig = sandbox.write_kubeconfig(tmp_path / "kubeconfig")
-    return sandbox, kubeconfig
+FLEET = [
+    {"source": "source", "destination": "destination"},
+    {
+        "source": "destination",
+        "destination": "source",
+        "sourceName": "destination-back",
+        "destinationName": "source-back",
+    },
+]
+PROVIDERS = ["source", "destination", "destination-back", "source-back"]
 
 
 def _pairs(tmp_path: Path, entries: list[dict[str, str]]) -> Path:
@@ -25,62 +35,78 @@ def _pairs(tmp_path: Path, entries: list[dict[str, str]]) -> Path:
     return path
 
 
-def test_a_fleet_registers_every_pair_in_parallel_and_reports_each(fleet, tmp_path, cli):
-    sandbox, kubeconfig = fleet
-    pairs = _pairs(tmp_path, [{"source": s, "destination": "destination"} for s in sandbox.sources])
-    result = cli(
+def _register(target: Target, pairs: Path, *extra: str) -> list[str]:
+    return [
         "register",
         "--pairs",
         str(pairs),
-        "--parallel",
-        "3",
+        "--host",
+        target.mtv_context,
         "--kubeconfig",
-        str(kubeconfig),
+        str(target.kubeconfig),
         "--yes",
-        "--output",
-        "json",
-    )
+        *extra,
+    ]
+
+
+def _name(entry: dict[str, str]) -> str:
+    return f"{entry['source']} -> {entry['destination']}"
+
+
+def assert_no_request(target: Target, since: Mark) -> None:
+    """No request at all reached a cluster, as the sandbox's audit log tells; on other clusters,
+    nothing was written."""
+    if target.sandbox is None:
+        assert writes_since(target, since) == {}
+        return
+    made = {c: sc.cluster.audit.since(since[c]) for c, sc in target.sandbox.clusters.items()}
+    assert made == {c: [] for c in made}
+
+
+@pytest.mark.needs_forklift
+def test_a_fleet_registers_every_pair_in_parallel_and_reports_each(
+    target: Target, tmp_path: Path, cli: CliRun
+) -> None:
+    result = cli(*_register(target, _pairs(tmp_path, FLEET), "--parallel", "2", "--output", "json"))
+
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
-    assert [r["pair"] for r in report] == [f"{s} -> destination" for s in sandbox.sources]
+    assert [r["pair"] for r in report] == [_name(entry) for entry in FLEET]
     assert all(r["ok"] and r["changed"] for r in report)
-    for source in sandbox.sources:
-        assert provider_phase(sandbox, source) == "Ready"
+    for provider in PROVIDERS:
+        assert target.provider_phase(provider) == "Ready", provider
 
 
-def test_a_failing_pair_does_not_stop_the_others_and_the_exit_code_says_so(fleet, tmp_path, cli):
-    sandbox, kubeconfig = fleet
-    entries = [{"source": s, "destination": "destination"} for s in sandbox.sources]
+@pytest.mark.needs_forklift
+def test_a_failing_pair_does_not_stop_the_others_and_the_exit_code_says_so(
+    target: Target, tmp_path: Path, cli: CliRun
+) -> None:
+    entries: list[dict[str, Any]] = list(FLEET)
     entries.insert(1, {"source": "no-such-context", "destination": "destination"})
-    result = cli(
-        "register",
-        "--pairs",
-        str(_pairs(tmp_path, entries)),
-        "--kubeconfig",
-        str(kubeconfig),
-        "--yes",
-        "--output",
-        "json",
-    )
+
+    result = cli(*_register(target, _pairs(tmp_path, entries), "--output", "json"))
+
     assert result.exit_code == 12, result.stderr
     report = json.loads(result.stdout)
     failed = [r for r in report if not r["ok"]]
     assert [r["pair"] for r in failed] == ["no-such-context -> destination"]
     assert failed[0]["exit_code"] == 3 and "no-such-context" in failed[0]["error"]
-    assert all(provider_phase(sandbox, s) == "Ready" for s in sandbox.sources)
-    assert result.stderr.strip().splitlines()[-1] == "error: 1 of 5 pairs failed"
+    assert all(target.provider_phase(p) == "Ready" for p in PROVIDERS)
+    assert result.stderr.strip().splitlines()[-1] == "error: 1 of 3 pairs failed"
 
 
-def test_a_fleet_rerun_changes_nothing(fleet, tmp_path, cli):
-    sandbox, kubeconfig = fleet
-    pairs = _pairs(tmp_path, [{"source": s, "destination": "destination"} for s in sandbox.sources])
-    args = ("register", "--pairs", str(pairs), "--kubeconfig", str(kubeconfig), "--yes")
+@pytest.mark.needs_forklift
+def test_a_fleet_rerun_changes_nothing(target: Target, tmp_path: Path, cli: CliRun) -> None:
+    args = _register(target, _pairs(tmp_path, FLEET))
     assert cli(*args).exit_code == 0
-    before = marks(sandbox)
+    target.settle()
+    since = mark(target)
+
     again = cli(*args, "--output", "json")
-    assert again.exit_code == 0
+
+    assert again.exit_code == 0, again.stderr
     assert not any(r["changed"] for r in json.loads(again.stdout))
-    assert mutating_since(sandbox, before) == {c: [] for c in sandbox.clusters}
+    assert writes_since(target, since) == {}
 
 
 @pytest.mark.parametrize(
@@ -95,52 +121,46 @@ def test_a_fleet_rerun_changes_nothing(fleet, tmp_path, cli):
     ],
 )
 def test_a_malformed_pairs_file_is_a_usage_error_before_any_request(
-    fleet, tmp_path, cli, content, expected
-):
-    sandbox, kubeconfig = fleet
+    target: Target, tmp_path: Path, cli: CliRun, content: str, expected: str
+) -> None:
     path = tmp_path / "pairs.yaml"
     path.write_text(content)
-    before = {c: s.cluster.audit.mark() for c, s in sandbox.clusters.items()}
-    result = cli("register", "--pairs", str(path), "--kubeconfig", str(kubeconfig), "--yes")
+    since = mark(target)
+
+    result = cli("register", "--pairs", str(path), "--kubeconfig", str(target.kubeconfig), "--yes")
+
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], result.stderr
-    assert all(not s.cluster.audit.since(before[c]) for c, s in sandbox.clusters.items())
+    assert_no_request(target, since)
 
 
-def test_pairs_and_source_exclude_each_other(fleet, tmp_path, cli):
-    _, kubeconfig = fleet
-    pairs = _pairs(tmp_path, [{"source": "source-1", "destination": "destination"}])
-    result = cli(
-        "register",
-        "--pairs",
-        str(pairs),
-        "--source",
-        "source-1",
-        "--kubeconfig",
-        str(kubeconfig),
-        "--yes",
-    )
+def test_pairs_and_source_exclude_each_other(target: Target, tmp_path: Path, cli: CliRun) -> None:
+    since = mark(target)
+
+    result = cli(*_register(target, _pairs(tmp_path, FLEET[:1]), "--source", "source"))
+
     assert result.exit_code == 2
     assert "exclude each other" in result.stderr
+    assert_no_request(target, since)
 
 
-def test_each_pair_may_name_its_own_host_and_provider_names(fleet, tmp_path):
-    from mtv_register.orchestrator import PairOptions
-
-    _, kubeconfig = fleet
+def test_each_pair_may_name_its_own_host_and_provider_names(target: Target, tmp_path: Path) -> None:
     path = _pairs(
         tmp_path,
         [
             {
-                "source": "source-1",
-                "destination": "source-2",
-                "host": "destination",
+                "source": "source",
+                "destination": "destination",
+                "host": "mtv",
                 "sourceName": "one",
                 "destinationName": "two",
             }
         ],
     )
-    (pair,) = load_pairs(path, PairOptions(source="-", destination="--", kubeconfig=kubeconfig))
-    assert (pair.source, pair.destination, pair.host) == ("source-1", "source-2", "destination")
+    defaults = PairOptions(source="-", destination="--", kubeconfig=target.kubeconfig)
+
+    (pair,) = load_pairs(path, defaults)
+
+    assert (pair.source, pair.destination, pair.host) == ("source", "destination", "mtv")
     assert (pair.source_name, pair.destination_name) == ("one", "two")

@@ -1,18 +1,20 @@
-"""`--client oc` against the sandbox, with the real kubectl as its binary: the core flows give the
-same results as the default backend (each such test runs on both), every command names its
-context and carries no token, `--explain` prints them as a runbook, and each backend starts
-without importing the other's client library."""
+"""`--client oc` with the real kubectl as its binary (behind the suite's argv-logging wrapper):
+the core flows give the same results on both backends (they run on each, as every integration
+test does), every command names its context and carries no token, `--explain` prints them as a
+runbook, and each backend starts without importing the other's client library."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import datetime as dt
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,10 +24,12 @@ import yaml
 
 from mtv_register import clusters, errors, manifests, oc_backend
 from mtv_register.kube import (
+    CLUSTER_ROLE_BINDING,
     CONFIG_MAP,
     NAMESPACE,
     PROVIDER,
     SECRET,
+    SERVICE_ACCOUNT,
     USER_AGENT,
     AlreadyExists,
     Conflict,
@@ -34,7 +38,6 @@ from mtv_register.kube import (
     RetryPolicy,
 )
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
-from tests.conftest import SandboxFactory
 from tests.integration._rotation_support import (
     PROVIDERS,
     fast_waits,
@@ -44,68 +47,59 @@ from tests.integration._rotation_support import (
     referenced_token_secret,
 )
 from tests.integration.conftest import (
+    Backend,
     CliRun,
-    assert_no_mutation,
+    Mark,
     assert_no_token_in_any_form,
-    marks,
+    assert_nothing_written,
+    mark,
     register_args,
-    settle_forklift,
-    snapshot,
     snapshot_difference,
     wait_for,
 )
+from tests.target import Target
 
-BACKENDS = ("kubernetes", "oc")
 Obj = dict[str, Any]
 
 
 @pytest.fixture(autouse=True)
-def _fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    fast_waits(monkeypatch)
-    # kubectl caches discovery per host:port: a port reused by a later sandbox must not read it.
-    monkeypatch.setenv("KUBECACHEDIR", str(tmp_path / "kube-cache"))
+def _fast(monkeypatch: pytest.MonkeyPatch, target: Target) -> None:
+    fast_waits(monkeypatch, target)
 
 
-@pytest.fixture
-def kubectl_path() -> str:
-    binary = shutil.which("kubectl")
-    if binary is None:
-        pytest.fail("kubectl is not installed: .ci/run installs it (see .ci/install-kubectl)")
-    return binary
+# -- what the oc backend ran: the argv the suite's wrapper logged ----------------------------------
 
 
-@pytest.fixture
-def argv_log(tmp_path: Path) -> Path:
-    """One file per command the wrapper ran, holding its argv NUL-separated."""
-    folder = tmp_path / "argv"
-    folder.mkdir()
-    return folder
+def argv_files(backend: Backend) -> set[Path]:
+    """One file per command the wrapper ran (none on the kubernetes backend)."""
+    if backend.oc_path is None:
+        return set()
+    folder = Path(backend.oc_path).parent / "argv"  # conftest's logging_wrapper writes there
+    return set(folder.iterdir()) if folder.is_dir() else set()
 
 
-@pytest.fixture
-def wrapper(tmp_path: Path, kubectl_path: str, argv_log: Path) -> Path:
-    """A stand-in for `oc` that logs its argv (what `ps` shows to every user of the machine),
-    then runs the real kubectl."""
-    script = tmp_path / "kubectl-logging"
-    script.write_text(
-        f"#!/bin/sh\nprintf '%s\\0' \"$@\" > '{argv_log}/'$$\nexec '{kubectl_path}' \"$@\"\n"
-    )
-    script.chmod(0o755)
-    return script
+def logged_commands(backend: Backend) -> list[list[str]]:
+    """The argv of every command the oc backend ran, each as a list."""
+    return [path.read_text().rstrip("\0").split("\0") for path in sorted(argv_files(backend))]
 
 
-def logged_commands(argv_log: Path) -> list[list[str]]:
-    return [path.read_text().rstrip("\0").split("\0") for path in argv_log.iterdir()]
+def logged_text(backend: Backend) -> str:
+    return "\n".join(" ".join(argv) for argv in logged_commands(backend))
 
 
-def logged_text(argv_log: Path) -> str:
-    return "\n".join(" ".join(argv) for argv in logged_commands(argv_log))
+# -- which backend spoke ---------------------------------------------------------------------------
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, wrapper: Path) -> list[str]:
-    """The CLI flags that select each backend; the oc one runs kubectl through `wrapper`."""
-    return [] if request.param == "kubernetes" else ["--client", "oc", "--oc-path", str(wrapper)]
+@dataclass(frozen=True)
+class Since:
+    """Where a command starts: the clusters' mark, and the oc commands already logged."""
+
+    clusters: Mark
+    commands: frozenset[Path]
+
+
+def since(target: Target, backend: Backend) -> Since:
+    return Since(mark(target), frozenset(argv_files(backend)))
 
 
 def user_agents_since(sandbox: Sandbox, since: dict[str, int]) -> set[str]:
@@ -117,23 +111,113 @@ def user_agents_since(sandbox: Sandbox, since: dict[str, int]) -> set[str]:
     }
 
 
-def assert_spoken_by(sandbox: Sandbox, since: dict[str, int], flags: list[str]) -> None:
-    """Every request of the run came from the chosen backend, none from the other."""
-    agents = user_agents_since(sandbox, since)
-    if flags:
-        assert agents <= {"kubectl", "kubectl-dispatcher"} and "kubectl" in agents, agents
-    else:
-        assert agents == {USER_AGENT.split("/")[0]}, agents
+def assert_spoken_by(target: Target, backend: Backend, start: Since) -> None:
+    """Every request since `start` came from the test's backend, none from the other: from the
+    sandbox's audit log. Clusters without one show only what the oc backend ran (its wrapper
+    logged commands); the kubernetes backend leaves no trace outside an audit log."""
+    if target.sandbox is not None:
+        agents = user_agents_since(target.sandbox, start.clusters)
+        if backend.oc_path is not None:
+            assert agents <= {"kubectl", "kubectl-dispatcher"} and "kubectl" in agents, agents
+        else:
+            assert agents == {USER_AGENT.split("/")[0]}, agents
+    elif backend.oc_path is not None:
+        assert argv_files(backend) - start.commands, "the oc backend ran no command"
+
+
+# -- credentials other than the admin's, made through the API so that any clusters have them ------
+
+TEST_NAMESPACE = "oc-backend-test"
+
+
+def admin(target: Target, context: str) -> Kube:
+    """The admin of `context`, through the tool's own default client."""
+    return clusters.connect(
+        clusters.load_kubeconfig(target.kubeconfig), context, retry=RetryPolicy.immediate()
+    )
+
+
+def service_account_token(
+    target: Target, context: str, name: str, *, cluster_role: str | None = None
+) -> str:
+    """The token of a new ServiceAccount `name` on `context`, allowed `cluster_role` cluster-wide
+    (None: nothing but what every authenticated user may do). It is read from its token Secret,
+    so the suite's token scans know it; the target's reset (or the sandbox's end) removes it."""
+    kube = admin(target, context)
+    try:
+        with_namespace = {"name": name, "namespace": TEST_NAMESPACE}
+        with contextlib.suppress(AlreadyExists):  # a second caller in the same test
+            kube.create(NAMESPACE, {"metadata": {"name": TEST_NAMESPACE}})
+        kube.create(SERVICE_ACCOUNT, {"metadata": with_namespace})
+        if cluster_role is not None:
+            kube.create(
+                CLUSTER_ROLE_BINDING,
+                {
+                    "metadata": {"name": f"{TEST_NAMESPACE}-{name}"},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": cluster_role,
+                    },
+                    "subjects": [{"kind": "ServiceAccount", **with_namespace}],
+                },
+            )
+        kube.create(
+            SECRET,
+            {
+                "metadata": {
+                    "name": f"{name}-token",
+                    "namespace": TEST_NAMESPACE,
+                    "annotations": {"kubernetes.io/service-account.name": name},
+                },
+                "type": "kubernetes.io/service-account-token",
+            },
+        )
+        token = [""]
+
+        def issued() -> bool:
+            secret = kube.get(SECRET, f"{name}-token", TEST_NAMESPACE) or {}
+            token[0] = base64.b64decode((secret.get("data") or {}).get("token", "")).decode()
+            return bool(token[0])
+
+        wait_for(issued, what=f"the token of {name} on {context}")
+        return token[0]
+    finally:
+        kube.close()
+
+
+def kubeconfig_with_token(target: Target, context: str, token: str, path: Path) -> Path:
+    """A kubeconfig (mode 0600) whose context `context` reaches that cluster as `token`."""
+    data = yaml.safe_load(target.kubeconfig.read_text())
+    named = next(c for c in data["contexts"] if c["name"] == context)
+    cluster = next(c for c in data["clusters"] if c["name"] == named["context"]["cluster"])
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": "caller", "user": {"token": token}}],
+                "contexts": [
+                    {"name": context, "context": {"cluster": cluster["name"], "user": "caller"}}
+                ],
+                "current-context": context,
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path
 
 
 # -- the core flows, on both backends -------------------------------------------------------------
 
 
+@pytest.mark.needs_forklift
 def test_register_on_a_separate_host_then_a_rerun_changes_nothing(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun, backend: list[str]
+    target: Target, kubeconfig: Path, cli: CliRun, backend: Backend
 ) -> None:
-    since = marks(sandbox)
-    first = cli(*register_args(kubeconfig, "--yes", *backend))
+    start = since(target, backend)
+    first = cli(*register_args(kubeconfig, "--yes"))
 
     assert first.exit_code == 0, first.stderr
     assert first.stdout.splitlines() == [
@@ -141,51 +225,62 @@ def test_register_on_a_separate_host_then_a_rerun_changes_nothing(
         f"Provider {MTV_NAMESPACE}/destination (destination, destination) Ready on mtv",
         "pair registered",
     ]
-    assert_spoken_by(sandbox, since, backend)
-    assert all(not health(sandbox, provider) for provider in PROVIDERS)
+    assert_spoken_by(target, backend, start)
+    assert all(not health(target, provider) for provider in PROVIDERS)
 
-    since = marks(sandbox)
-    again = cli(*register_args(kubeconfig, "--yes", *backend))
+    before = mark(target)
+    again = cli(*register_args(kubeconfig, "--yes"))
 
     assert again.exit_code == 0, again.stderr
     assert again.stdout.splitlines()[-1] == "pair already registered, nothing changed"
-    assert_no_mutation(sandbox, since)
+    assert_nothing_written(target, before)
 
 
+@pytest.mark.needs_forklift
 def test_register_with_bound_tokens_asks_the_token_request_api(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun, backend: list[str]
+    target: Target, kubeconfig: Path, cli: CliRun, backend: Backend
 ) -> None:
-    since = marks(sandbox)
+    start = since(target, backend)
 
-    result = cli(*register_args(kubeconfig, "--yes", "--token-type", "bound", *backend))
+    result = cli(*register_args(kubeconfig, "--yes", "--token-type", "bound"))
 
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "pair registered"
     for context in PROVIDERS:
-        requests = [
-            event["verb"]
-            for event in sandbox[context].cluster.audit.since(since[context])
-            if event["requestURI"].startswith(
-                "/api/v1/namespaces/mtv-register/serviceaccounts/mtv-provider/token"
-            )
+        if target.sandbox is not None:  # requests are counted in the sandbox's audit log only
+            requests = [
+                event["verb"]
+                for event in target.sandbox[context].cluster.audit.since(start.clusters[context])
+                if event["requestURI"].startswith(
+                    "/api/v1/namespaces/mtv-register/serviceaccounts/mtv-provider/token"
+                )
+            ]
+            assert requests == ["create"]
+        # Anywhere: the token lives in no token Secret of the service account, so it came from
+        # the TokenRequest API.
+        token_secrets = [
+            secret["metadata"]["name"]
+            for secret in target.list(context, "secrets", "mtv-register")
+            if secret.get("type") == manifests.SERVICE_ACCOUNT_TOKEN_TYPE
         ]
-        assert requests == ["create"]
-        expires = provider_secret(sandbox, context)["metadata"]["annotations"][
+        assert token_secrets == []
+        expires = provider_secret(target, context)["metadata"]["annotations"][
             manifests.TOKEN_EXPIRES_ANNOTATION
         ]
         left = dt.datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC) - (
             dt.datetime.now(dt.UTC)
         )
         assert dt.timedelta(hours=23) < left <= dt.timedelta(hours=24)  # the TTL asked for
-    assert_spoken_by(sandbox, since, backend)
+    assert_spoken_by(target, backend, start)
 
 
+@pytest.mark.needs_forklift
 def test_status_reports_every_provider(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun, backend: list[str]
+    target: Target, kubeconfig: Path, cli: CliRun, backend: Backend
 ) -> None:
     assert cli(*register_args(kubeconfig, "--yes")).exit_code == 0
-    settle_forklift(sandbox)
-    since = marks(sandbox)
+    target.settle()
+    start = since(target, backend)
 
     result = cli(
         "status",
@@ -197,7 +292,6 @@ def test_status_reports_every_provider(
         "source=source",
         "-o",
         "json",
-        *backend,
     )
 
     assert result.exit_code == 0, result.stderr
@@ -209,7 +303,7 @@ def test_status_reports_every_provider(
         "source": True,
         "destination": True,
     }
-    assert rows["source"]["url"] == sandbox["source"].url
+    assert rows["source"]["url"] == target.url("source")
     assert rows["source"]["tokenSecret"] == "mtv-register/mtv-provider-token"
     assert report["remotes"] == [
         {
@@ -222,27 +316,20 @@ def test_status_reports_every_provider(
             "leftoverTokenSecrets": [],
         }
     ]
-    assert_no_mutation(sandbox, since)
-    assert_spoken_by(sandbox, since, backend)
+    assert_nothing_written(target, start.clusters)
+    assert_spoken_by(target, backend, start)
 
 
+@pytest.mark.needs_forklift
 def test_rotate_all_switches_every_provider_to_a_new_token_and_revokes_the_old(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun, backend: list[str]
+    target: Target, kubeconfig: Path, cli: CliRun, backend: Backend
 ) -> None:
     assert cli(*register_args(kubeconfig, "--yes")).exit_code == 0
-    before = {provider: provider_token(sandbox, provider) for provider in PROVIDERS}
-    since = marks(sandbox)
+    before = {provider: provider_token(target, provider) for provider in PROVIDERS}
+    start = since(target, backend)
 
     result = cli(
-        "rotate",
-        "--host",
-        "mtv",
-        "--kubeconfig",
-        str(kubeconfig),
-        "--all",
-        "--max-age",
-        "0s",
-        *backend,
+        "rotate", "--host", "mtv", "--kubeconfig", str(kubeconfig), "--all", "--max-age", "0s"
     )
 
     assert result.exit_code == 0, result.stderr
@@ -251,20 +338,21 @@ def test_rotate_all_switches_every_provider_to_a_new_token_and_revokes_the_old(
         "Provider source rotated",
     ]
     for provider in PROVIDERS:
-        assert provider_token(sandbox, provider) != before[provider]
-        assert referenced_token_secret(sandbox, provider) != "mtv-provider-token"
-        assert sandbox[provider].cluster.authenticate(before[provider]) is None  # revoked
-        assert health(sandbox, provider) == ""
-    assert_spoken_by(sandbox, since, backend)
+        assert provider_token(target, provider) != before[provider]
+        assert referenced_token_secret(target, provider) != "mtv-provider-token"
+        assert not target.authenticates(provider, before[provider])  # revoked
+        assert health(target, provider) == ""
+    assert_spoken_by(target, backend, start)
 
 
+@pytest.mark.needs_forklift
 def test_unregister_leaves_every_cluster_as_it_was(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun, backend: list[str]
+    target: Target, kubeconfig: Path, cli: CliRun, backend: Backend
 ) -> None:
-    settle_forklift(sandbox)
-    before = snapshot(sandbox)
+    target.settle()
+    before = target.snapshot()
     assert cli(*register_args(kubeconfig, "--yes")).exit_code == 0
-    since = marks(sandbox)
+    start = since(target, backend)
 
     result = cli(
         "unregister",
@@ -277,36 +365,36 @@ def test_unregister_leaves_every_cluster_as_it_was(
         "--kubeconfig",
         str(kubeconfig),
         "--yes",
-        *backend,
     )
 
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "pair unregistered"
-    settle_forklift(sandbox)
+    target.settle()
     wait_for(
-        lambda: not snapshot_difference(before, snapshot(sandbox)),
+        lambda: not snapshot_difference(before, target.snapshot()),
         what="every cluster to be as before register",
     )
-    assert_spoken_by(sandbox, since, backend)
+    assert_spoken_by(target, backend, start)
 
 
 # -- what only the oc backend promises ------------------------------------------------------------
 
 
+@pytest.mark.needs_forklift
+@pytest.mark.backends("oc", reason="checks the argv of the oc backend's commands")
 def test_no_command_carries_a_token_and_each_names_its_kubeconfig_and_context(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun, wrapper: Path, argv_log: Path
+    kubeconfig: Path, cli: CliRun, backend: Backend
 ) -> None:
-    oc = ["--client", "oc", "--oc-path", str(wrapper)]
     users_kubeconfig = kubeconfig.read_bytes()
-    assert cli(*register_args(kubeconfig, "--yes", *oc)).exit_code == 0
+    assert cli(*register_args(kubeconfig, "--yes")).exit_code == 0
     rotated = cli(
-        "rotate", "--host", "mtv", "--kubeconfig", str(kubeconfig), "--all", "--max-age", "0s", *oc
+        "rotate", "--host", "mtv", "--kubeconfig", str(kubeconfig), "--all", "--max-age", "0s"
     )
     assert rotated.exit_code == 0, rotated.stderr
 
-    commands = logged_commands(argv_log)
+    commands = logged_commands(backend)
     assert len(commands) > 20
-    assert_no_token_in_any_form(logged_text(argv_log))
+    assert_no_token_in_any_form(logged_text(backend))
     for argv in commands:
         flags = [arg.partition("=")[0] for arg in argv]
         assert "--kubeconfig" in flags and "--context" in flags, argv
@@ -329,21 +417,20 @@ def test_no_command_carries_a_token_and_each_names_its_kubeconfig_and_context(
     assert kubeconfig.read_bytes() == users_kubeconfig  # its current context never switched
 
 
+@pytest.mark.needs_forklift
+@pytest.mark.backends("oc", reason="--explain prints the oc backend's commands")
 def test_explain_prints_the_commands_as_a_runbook_after_the_result(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun, wrapper: Path, argv_log: Path
+    kubeconfig: Path, cli: CliRun, backend: Backend
 ) -> None:
-    result = cli(
-        *register_args(kubeconfig, "--yes", "--client", "oc", "--oc-path", str(wrapper)),
-        "--explain",
-    )
+    result = cli(*register_args(kubeconfig, "--yes"), "--explain")
 
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[2] == "pair registered"
     runbook = [line for line in lines[3:] if not line.startswith("#")]
     assert lines[3].startswith("# mtv-register ran these ")
-    assert len(runbook) == len(logged_commands(argv_log))  # every command, once
-    assert all(line.startswith(f"{wrapper} ") for line in runbook)
+    assert len(runbook) == len(logged_commands(backend))  # every command, once
+    assert all(line.startswith(f"{backend.oc_path} ") for line in runbook)
     assert all(" --context=" in line for line in runbook)
     assert any(
         "create" in line and "# stdin: Secret openshift-mtv/source-credentials" in line
@@ -353,15 +440,17 @@ def test_explain_prints_the_commands_as_a_runbook_after_the_result(
     assert_no_token_in_any_form(result.stdout + result.stderr)
 
 
+@pytest.mark.backends("oc", reason="--explain prints the oc backend's commands")
 def test_explain_with_json_output_goes_to_stderr_and_shows_a_failure(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun, wrapper: Path
+    target: Target, cli: CliRun, tmp_path: Path
 ) -> None:
-    sandbox["mtv"].cluster.faults.inject("list", "/providers", status=403, count=100)
+    # A caller the MTV host lets read nothing: the Providers' list is refused (403).
+    token = service_account_token(target, "mtv", "no-rights")
+    refused = kubeconfig_with_token(target, "mtv", token, tmp_path / "no-rights")
 
     result = cli(
         "status",
-        *("--host", "mtv", "--kubeconfig", str(kubeconfig), "-o", "json"),
-        *("--client", "oc", "--oc-path", str(wrapper), "--explain"),
+        *("--host", "mtv", "--kubeconfig", str(refused), "-o", "json", "--explain"),
     )
 
     assert result.exit_code == errors.PermissionDenied.exit_code
@@ -370,6 +459,7 @@ def test_explain_with_json_output_goes_to_stderr_and_shows_a_failure(
     assert "# exit 1: Forbidden" in result.stderr  # the runbook shows where it stopped
 
 
+@pytest.mark.backends("kubernetes", reason="the default client refusing the oc backend's flags")
 def test_oc_only_flags_are_refused_with_the_default_client(kubeconfig: Path, cli: CliRun) -> None:
     for flag in (["--explain"], ["--oc-path", "kubectl"]):
         result = cli("status", "--host", "mtv", "--kubeconfig", str(kubeconfig), *flag)
@@ -378,6 +468,7 @@ def test_oc_only_flags_are_refused_with_the_default_client(kubeconfig: Path, cli
         assert "needs --client oc" in result.stderr
 
 
+@pytest.mark.backends("oc", reason="checks the oc backend's --oc-path")
 def test_an_oc_path_that_is_not_a_binary_is_one_clear_line(
     kubeconfig: Path, cli: CliRun, tmp_path: Path
 ) -> None:
@@ -393,27 +484,29 @@ def test_an_oc_path_that_is_not_a_binary_is_one_clear_line(
     )
 
 
+@pytest.mark.needs_forklift
+@pytest.mark.backends("oc", reason="checks the argv of the oc backend's in-cluster commands")
 def test_in_cluster_rotation_runs_with_the_pods_token_file(
-    sandbox: Sandbox,
+    target: Target,
     kubeconfig: Path,
     cli: CliRun,
-    wrapper: Path,
-    argv_log: Path,
+    backend: Backend,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert cli(*register_args(kubeconfig, "--yes")).exit_code == 0
     folder = tmp_path / "serviceaccount"
     folder.mkdir()
-    (folder / "token").write_text(sandbox["mtv"].admin_token)
-    (folder / "ca.crt").write_text(sandbox["mtv"].serving_ca_pem)
+    pod = service_account_token(target, "mtv", "pod", cluster_role="cluster-admin")
+    (folder / "token").write_text(pod)
+    (folder / "ca.crt").write_text(target.serving_ca_pem("mtv"))
+    server = urlsplit(target.url("mtv"))
     monkeypatch.setenv("MTV_REGISTER_SERVICEACCOUNT_DIR", str(folder))
-    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(urlsplit(sandbox["mtv"].url).port))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", str(server.hostname))
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(server.port or 443))
 
     result = cli(
-        *("rotate", "--in-cluster", "--mtv-namespace", MTV_NAMESPACE, "--all", "--max-age", "0s"),
-        *("--client", "oc", "--oc-path", str(wrapper)),
+        *("rotate", "--in-cluster", "--mtv-namespace", MTV_NAMESPACE, "--all", "--max-age", "0s")
     )
 
     assert result.exit_code == 0, result.stderr
@@ -421,8 +514,8 @@ def test_in_cluster_rotation_runs_with_the_pods_token_file(
         "Provider destination rotated",
         "Provider source rotated",
     ]
-    assert any("--context=in-cluster" in argv for argv in logged_commands(argv_log))
-    assert_no_token_in_any_form(logged_text(argv_log))
+    assert any("--context=in-cluster" in argv for argv in logged_commands(backend))
+    assert_no_token_in_any_form(logged_text(backend))
 
 
 # -- one door, two implementations: the same answers and the same errors --------------------------
@@ -430,10 +523,9 @@ def test_in_cluster_rotation_runs_with_the_pods_token_file(
 Connect = Callable[..., Kube]
 
 
-@pytest.fixture(params=BACKENDS)
-def connect(
-    request: pytest.FixtureRequest, kubeconfig: Path, kubectl_path: str
-) -> Iterator[Connect]:
+@pytest.fixture
+def connect(kubeconfig: Path, backend: Backend) -> Iterator[Connect]:
+    """A client of the test's backend for a context (`config`: another kubeconfig)."""
     config = clusters.load_kubeconfig(kubeconfig)
     opened: list[Kube] = []
 
@@ -442,8 +534,8 @@ def connect(
             overrides.pop("config", config),
             context,
             retry=RetryPolicy.immediate(),
-            backend=request.param,
-            oc_path=kubectl_path,
+            backend=backend.name,
+            oc_path=backend.oc_path,
         )
         opened.append(client)
         return client
@@ -484,24 +576,40 @@ def test_both_backends_read_write_and_refuse_alike(connect: Connect) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fault", "expected"),
+    ("caller", "expected"),
     [
-        ({"status": 403}, errors.PermissionDenied),
-        ({"status": 401}, errors.AuthenticationFailed),
-        ({"status": 500, "count": 100}, errors.MtvRegisterError),
+        pytest.param("no-rights", errors.PermissionDenied, id="403"),
+        pytest.param("unknown", errors.AuthenticationFailed, id="401"),
     ],
 )
 def test_both_backends_raise_the_same_error_for_the_same_answer(
-    sandbox: Sandbox, connect: Connect, fault: dict[str, Any], expected: type[Exception]
+    target: Target, connect: Connect, tmp_path: Path, caller: str, expected: type[Exception]
 ) -> None:
-    sandbox["source"].cluster.faults.inject("get", "/secrets/x$", **fault)
+    # 403: a service account the cluster knows but lets read nothing; 401: a token it never issued.
+    token = service_account_token(target, "source", caller) if caller == "no-rights" else "x.y.z"
+    config = clusters.load_kubeconfig(
+        kubeconfig_with_token(target, "source", token, tmp_path / caller)
+    )
 
     with pytest.raises(expected) as raised:
-        connect().get(SECRET, "x", "default")
+        connect(config=config).get(SECRET, "x", "default")
 
     assert type(raised.value) is expected  # not a subclass standing in for it
 
 
+@pytest.mark.sandbox_only("only an injected fault makes the API server answer 500 to a GET")
+def test_both_backends_raise_the_same_error_for_a_server_error(
+    sandbox: Sandbox, connect: Connect
+) -> None:
+    sandbox["source"].cluster.faults.inject("get", "/secrets/x$", status=500, count=100)
+
+    with pytest.raises(errors.MtvRegisterError) as raised:
+        connect().get(SECRET, "x", "default")
+
+    assert type(raised.value) is errors.MtvRegisterError  # not a subclass standing in for it
+
+
+@pytest.mark.sandbox_only("injects two 503 answers and counts the requests they caught")
 def test_both_backends_retry_a_transient_failure_until_it_passes(
     sandbox: Sandbox, connect: Connect
 ) -> None:
@@ -512,6 +620,7 @@ def test_both_backends_retry_a_transient_failure_until_it_passes(
     assert fault.hits == 2
 
 
+@pytest.mark.sandbox_only("drops two connections and counts the requests they caught")
 def test_both_backends_retry_a_dropped_connection(sandbox: Sandbox, connect: Connect) -> None:
     fault = sandbox["source"].cluster.faults.inject("get", "/secrets/x$", drop=True, count=2)
 
@@ -520,27 +629,65 @@ def test_both_backends_retry_a_dropped_connection(sandbox: Sandbox, connect: Con
     assert fault.hits == 2
 
 
-def test_both_backends_say_forklift_is_missing_the_same_way(
-    make_sandbox: SandboxFactory, connect: Connect, tmp_path: Path
+@pytest.mark.backends("oc", reason="--explain lists the oc backend's commands")
+def test_schedule_and_unschedule_write_through_the_oc_backend(target: Target, cli: CliRun) -> None:
+    host = ["--host", "mtv", "--kubeconfig", str(target.kubeconfig), "--explain"]
+    every = ["--every", "0 3 * * *", "--max-age", "30d", "--image", "example.com/mtv-register:1"]
+
+    scheduled = cli("schedule", *host, *every)
+    unscheduled = cli("unschedule", *host)
+
+    assert scheduled.exit_code == 0, scheduled.stderr
+    assert unscheduled.exit_code == 0, unscheduled.stderr
+    made = [line for line in scheduled.stdout.splitlines() if " --context=mtv " in line]
+    assert [line.rsplit("# stdin: ", 1)[1] for line in made if " create " in line] == [
+        "ServiceAccount openshift-mtv/mtv-register-rotator",
+        "Role openshift-mtv/mtv-register-rotator",
+        "RoleBinding openshift-mtv/mtv-register-rotator",
+        "CronJob openshift-mtv/mtv-register-rotate",
+    ]
+    assert scheduled.stdout.index("rotation scheduled") < scheduled.stdout.index("# mtv-register")
+    removed = [line for line in unscheduled.stdout.splitlines() if " delete " in line]
+    assert any(" cronjobs.v1.batch mtv-register-rotate " in line for line in removed), removed
+    assert target.find("mtv", "cronjobs", "mtv-register-rotate", MTV_NAMESPACE) is None
+
+
+@pytest.mark.sandbox_only("drops every connection and counts the requests")
+@pytest.mark.backends("oc", reason="kubectl's own retries of a dropped read")
+def test_a_read_kubectl_already_retried_is_not_retried_again(
+    sandbox: Sandbox, connect: Connect
 ) -> None:
+    fault = sandbox["source"].cluster.faults.inject("get", "/secrets/x$", drop=True, count=1000)
+
+    with pytest.raises(errors.MtvRegisterError, match="kept dropping the connection") as raised:
+        connect().get(SECRET, "x", "default")
+
+    assert "retried by kubectl-logging itself" in str(raised.value)
+    # client-go's own attempts (12 with kubectl 1.32), once: not again for each of the tool's
+    # attempts (which made 72 before).
+    assert 2 <= fault.hits <= 12
+
+
+def test_both_backends_say_forklift_is_missing_the_same_way(connect: Connect) -> None:
     from mtv_register import forklift
 
-    plain = make_sandbox(mtv_on="destination")
-    config = clusters.load_kubeconfig(plain.write_kubeconfig(tmp_path / "plain"))
-
+    # Forklift runs on the MTV host (`mtv`) only: the source cluster has none.
     with pytest.raises(errors.PreflightError, match="Forklift is not installed on source"):
-        forklift.list_providers(connect("source", config=config), MTV_NAMESPACE)
+        forklift.list_providers(connect("source"), MTV_NAMESPACE)
 
 
 def test_both_backends_name_an_unreachable_server_and_a_wrong_ca(
-    sandbox: Sandbox, connect: Connect, tmp_path: Path
+    target: Target, connect: Connect, tmp_path: Path
 ) -> None:
-    data = sandbox.kubeconfig()
+    data = yaml.safe_load(target.kubeconfig.read_text())
+    of_context = {c["name"]: c["context"]["cluster"] for c in data["contexts"]}
     entries = {c["name"]: c["cluster"] for c in data["clusters"]}
-    entries["source"]["server"] = "https://127.0.0.1:1"
-    entries["destination"]["certificate-authority-data"] = entries["mtv"][
-        "certificate-authority-data"
-    ]
+    entries[of_context["source"]]["server"] = "https://127.0.0.1:1"
+    wrong = entries[of_context["destination"]]
+    wrong.pop("certificate-authority", None)
+    wrong["certificate-authority-data"] = base64.b64encode(
+        target.serving_ca_pem("mtv").encode()
+    ).decode()
     path = tmp_path / "broken"
     path.write_text(yaml.safe_dump(data))
     config = clusters.load_kubeconfig(path)
@@ -551,14 +698,17 @@ def test_both_backends_name_an_unreachable_server_and_a_wrong_ca(
         connect("destination", config=config).get(PROVIDER, "x", MTV_NAMESPACE)
 
 
+@pytest.mark.backends("oc", reason="the oc backend's private kubeconfig for a token client")
 def test_a_token_client_keeps_its_token_in_a_private_kubeconfig_removed_on_close(
-    sandbox: Sandbox, kubectl_path: str
+    target: Target, backend: Backend
 ) -> None:
-    client = oc_backend.client_class(kubectl_path).from_token(
-        sandbox["source"].url,
-        sandbox["source"].admin_token,
-        ca_pem=sandbox["source"].serving_ca_pem,
-        context="source as admin",
+    assert backend.oc_path is not None
+    token = service_account_token(target, "source", "reader", cluster_role="view")
+    client = oc_backend.client_class(backend.oc_path).from_token(
+        target.url("source"),
+        token,
+        ca_pem=target.serving_ca_pem("source"),
+        context="source as reader",
         retry=RetryPolicy.immediate(),
     )
     path = Path(client.kubeconfig)
@@ -573,13 +723,14 @@ def test_a_token_client_keeps_its_token_in_a_private_kubeconfig_removed_on_close
 # -- start-up stays lazy --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("flags", "absent"), [((), "openshift_client"), (("oc",), "kubernetes")])
-def test_a_run_on_one_backend_never_imports_the_other(
-    sandbox: Sandbox, kubeconfig: Path, kubectl_path: str, flags: tuple[str, ...], absent: str
-) -> None:
+def test_a_run_on_one_backend_never_imports_the_other(kubeconfig: Path, backend: Backend) -> None:
+    used, absent = (
+        ("kubernetes", "openshift_client")
+        if backend.oc_path is None
+        else ("openshift_client", "kubernetes")
+    )
     args = ["status", "--host", "mtv", "--kubeconfig", str(kubeconfig), "-o", "json"]
-    if flags:
-        args += ["--client", "oc", "--oc-path", kubectl_path]
+    args += backend.flags
     probe = (
         "import json, sys\n"
         "from mtv_register.cli import app\n"
@@ -597,4 +748,4 @@ def test_a_run_on_one_backend_never_imports_the_other(
     loaded = json.loads(ran.stderr.strip().splitlines()[-1])
     assert json.loads(ran.stdout)["namespace"] == MTV_NAMESPACE  # it did run
     assert absent not in loaded
-    assert ("kubernetes" if absent == "openshift_client" else "openshift_client") in loaded
+    assert used in loaded

@@ -1,10 +1,11 @@
-"""`mtv-register register` through the CLI (Typer's CliRunner, in-process) against the sandbox:
-human, JSON and dry-run output, prompts, the failures a user meets, and one exit code for each
-class of failure, printed as one line with no traceback and no token."""
+"""`mtv-register register` through the CLI (Typer's CliRunner, in-process) on the test's
+clusters: human, JSON and dry-run output, prompts, the failures a user meets, and one exit code
+for each class of failure, printed as one line with no traceback and no token."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -15,37 +16,43 @@ import pytest
 import yaml
 
 from mtv_register import manifests
-from mtv_register.sandbox import Sandbox
+from mtv_register.kube import CLUSTER_ROLE, SECRET, SERVICE_ACCOUNT
 from tests.conftest import SandboxFactory
 from tests.integration.conftest import (
     CliRun,
-    assert_no_mutation,
-    marks,
+    admin_client,
+    assert_nothing_written,
+    decoded,
+    forklift_uninstalled,
+    mark,
     one_error_line,
     register_args,
-    settle_forklift,
+    shaped_target,
     wait_for,
 )
+from tests.target import Target
 
 MTV_NS = "openshift-mtv"
+NAMED_CERT = "the source served with a certificate from a second CA (the sandbox's named_cert)"
 
 
-def provider_secret(sandbox: Sandbox, name: str) -> dict[str, Any] | None:
-    host = sandbox[sandbox.mtv_context].cluster
-    return host.store.find(host.rtype("", "v1", "secrets"), MTV_NS, f"{name}-credentials")
+def provider_secret(target: Target, name: str) -> dict[str, Any] | None:
+    return target.find(target.mtv_context, "secrets", f"{name}-credentials", MTV_NS)
 
 
-def ready_providers(sandbox: Sandbox) -> dict[str, str]:
-    host = sandbox[sandbox.mtv_context].cluster
-    items, _ = host.store.list(host.rtype("forklift.konveyor.io", "v1beta1", "providers"), MTV_NS)
-    return {p["metadata"]["name"]: (p.get("status") or {}).get("phase", "") for p in items}
+def ready_providers(target: Target) -> dict[str, str]:
+    return {
+        p["metadata"]["name"]: (p.get("status") or {}).get("phase", "")
+        for p in target.list(target.mtv_context, "providers", MTV_NS)
+    }
 
 
 # -- the happy path, as a user sees it ------------------------------------------------------------
 
 
+@pytest.mark.needs_forklift
 def test_register_then_rerun_reports_the_existing_registration(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun
+    target: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     first = cli(*register_args(kubeconfig, "--yes"))
 
@@ -56,19 +63,20 @@ def test_register_then_rerun_reports_the_existing_registration(
         "pair registered",
     ]
     assert "Provider openshift-mtv/source created on mtv" in first.stderr  # progress
-    assert ready_providers(sandbox) == {"host": "Ready", "source": "Ready", "destination": "Ready"}
+    assert ready_providers(target) == {"host": "Ready", "source": "Ready", "destination": "Ready"}
 
-    since = marks(sandbox)
+    since = mark(target)
     again = cli(*register_args(kubeconfig, "--yes"))
 
     assert again.exit_code == 0, again.stderr
     assert again.stdout.splitlines()[-1] == "pair already registered, nothing changed"
     assert f"Provider {MTV_NS}/source (source, source) Ready on mtv" in again.stdout
-    assert_no_mutation(sandbox, since)
+    assert_nothing_written(target, since)
 
 
+@pytest.mark.needs_forklift
 def test_output_json_describes_the_registration_and_its_changes(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun
+    target: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     first = cli(*register_args(kubeconfig, "--yes", "-o", "json"))
     assert first.exit_code == 0, first.stderr
@@ -76,8 +84,8 @@ def test_output_json_describes_the_registration_and_its_changes(
     report = json.loads(first.stdout)
     assert (report["host"], report["namespace"], report["changed"]) == ("mtv", MTV_NS, True)
     assert [(p["name"], p["phase"], p["url"]) for p in report["providers"]] == [
-        ("source", "Ready", sandbox["source"].url),
-        ("destination", "Ready", sandbox["destination"].url),
+        ("source", "Ready", target.url("source")),
+        ("destination", "Ready", target.url("destination")),
     ]
     assert {
         "context": "mtv",
@@ -92,20 +100,23 @@ def test_output_json_describes_the_registration_and_its_changes(
     assert {c["action"] for c in again["changes"]} == {"unchanged"}
 
 
+@pytest.mark.sandbox_only("makes the sandbox's Forklift re-test the Provider at once (force)")
+@pytest.mark.needs_forklift
 def test_a_cluster_role_drift_forklift_noticed_is_repaired_and_reported(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun
+    target: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     assert cli(*register_args(kubeconfig, "--yes")).exit_code == 0
-    settle_forklift(sandbox)
-    destination = sandbox["destination"].cluster
-    roles = destination.rtype("rbac.authorization.k8s.io", "v1", "clusterroles")
-    role = destination.store.get(roles, "", manifests.DEFAULT_ROLE_NAME)
-    role["rules"] = role["rules"][:1]  # forklift.konveyor.io only: no namespaces any more
-    destination.store.update(roles, role)
-    forklift = sandbox["mtv"].forklift
+    target.settle()
+    role = target.find("destination", "clusterroles", manifests.DEFAULT_ROLE_NAME)
+    assert role is not None
+    destination = admin_client(kubeconfig, "destination")
+    # forklift.konveyor.io only: no namespaces any more
+    destination.patch(CLUSTER_ROLE, manifests.DEFAULT_ROLE_NAME, {"rules": role["rules"][:1]})
+    destination.close()
+    forklift = target.sandbox["mtv"].forklift
     assert forklift is not None
     forklift.reconcile(MTV_NS, "destination", force=True)  # Forklift's next look at it
-    assert ready_providers(sandbox)["destination"] == "ConnectionFailed"
+    assert ready_providers(target)["destination"] == "ConnectionFailed"
 
     repaired = cli(*register_args(kubeconfig, "--yes", "-o", "json"))
 
@@ -120,7 +131,7 @@ def test_a_cluster_role_drift_forklift_noticed_is_repaired_and_reported(
         ("destination", "ClusterRole", manifests.DEFAULT_ROLE_NAME, "updated"),
         ("mtv", "Secret", "destination-credentials", "touched: Forklift tests it again"),
     ]
-    assert ready_providers(sandbox) == {"host": "Ready", "source": "Ready", "destination": "Ready"}
+    assert ready_providers(target) == {"host": "Ready", "source": "Ready", "destination": "Ready"}
 
 
 # -- dry run -------------------------------------------------------------------------------------
@@ -137,16 +148,17 @@ def _documents(text: str) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+@pytest.mark.needs_forklift
 def test_dry_run_prints_every_manifest_for_every_cluster_tokens_redacted(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun
+    target: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     assert cli(*register_args(kubeconfig, "--yes")).exit_code == 0  # real tokens now exist
-    since = marks(sandbox)
+    since = mark(target)
 
     result = cli(*register_args(kubeconfig, "--yes", "--dry-run"))
 
     assert result.exit_code == 0, result.stderr
-    assert_no_mutation(sandbox, since)
+    assert_nothing_written(target, since)
     documents = _documents(result.stdout)
     remote = ["ClusterRole", "Namespace", "ServiceAccount", "ClusterRoleBinding", "Secret"]
     assert [(c, d["kind"]) for c, d in documents] == [
@@ -164,21 +176,22 @@ def test_dry_run_prints_every_manifest_for_every_cluster_tokens_redacted(
         if context == "mtv" and document["kind"] == "Secret":
             assert document["data"]["token"] == manifests.REDACTED
             url = base64.b64decode(document["data"]["url"]).decode()
-            assert url == sandbox[document["metadata"]["name"].split("-")[0]].url
+            assert url == target.url(document["metadata"]["name"].split("-")[0])
         if document["kind"] == "Provider":
-            assert document["spec"]["url"] == sandbox[document["metadata"]["name"]].url
+            assert document["spec"]["url"] == target.url(document["metadata"]["name"])
 
     as_json = cli(*register_args(kubeconfig, "--yes", "--dry-run", "-o", "json"))
     listed = json.loads(as_json.stdout)
     assert [d["kind"] for d in listed["items"]] == [d["kind"] for _, d in documents]
-    assert_no_mutation(sandbox, since)
+    assert_nothing_written(target, since)
 
 
 # -- prompts -------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_forklift
 def test_prompts_pick_contexts_and_names_then_confirm(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun
+    target: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     answers = [
         "source",  # source context, by name
@@ -201,31 +214,31 @@ def test_prompts_pick_contexts_and_names_then_confirm(
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "  1) destination\n  2) mtv\n" in result.stdout
     assert "on mtv: Provider src-a and its Secret src-a-credentials" in result.stdout
-    assert ready_providers(sandbox) == {"host": "Ready", "src-a": "Ready", "destination": "Ready"}
+    assert ready_providers(target) == {"host": "Ready", "src-a": "Ready", "destination": "Ready"}
 
 
 def test_declining_the_summary_changes_nothing(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun
+    target: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
-    since = marks(sandbox)
+    since = mark(target)
 
     result = cli(*register_args(kubeconfig, "--interactive"), input="\n\nn\n")
 
     assert result.exit_code == 1
     assert "aborted: nothing was changed" in result.stderr
-    assert_no_mutation(sandbox, since)
+    assert_nothing_written(target, since)
 
 
 def test_an_invalid_provider_name_at_the_prompt_is_a_usage_error(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun
+    target: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
-    since = marks(sandbox)
+    since = mark(target)
 
     result = cli(*register_args(kubeconfig, "--interactive"), input="Not_Valid\n\n")
 
     assert result.exit_code == 2
     assert 'Provider name "Not_Valid" is not a valid name' in one_error_line(result)
-    assert_no_mutation(sandbox, since)
+    assert_nothing_written(target, since)
 
 
 def test_without_a_terminal_missing_choices_are_a_usage_error_not_a_prompt(
@@ -240,55 +253,60 @@ def test_without_a_terminal_missing_choices_are_a_usage_error_not_a_prompt(
 # -- the failures the issue names ----------------------------------------------------------------
 
 
+@pytest.mark.sandbox_only("a token controller that never fills token Secrets (token_delay 1 h)")
 def test_a_token_never_filled_ends_in_a_timeout_naming_the_secret(
     make_sandbox: SandboxFactory, tmp_path: Path, cli: CliRun
 ) -> None:
-    sandbox = make_sandbox(mtv_on="separate", token_delay=3600)
-    kubeconfig = sandbox.write_kubeconfig(tmp_path / "kubeconfig")
+    slow = shaped_target(make_sandbox, tmp_path, mtv_on="separate", token_delay=3600)
     started = time.monotonic()
 
-    result = cli(*register_args(kubeconfig, "--yes", "--timeout", "2s"))
+    result = cli(*register_args(slow.kubeconfig, "--yes", "--timeout", "2s"))
 
     assert time.monotonic() - started < 10
     assert result.exit_code == 9
     line = one_error_line(result)
     assert 'token Secret "mtv-provider-token" in namespace "mtv-register"' in line
     assert "raise --timeout" in line
-    assert provider_secret(sandbox, "source") is None  # nothing registered without a token
+    assert provider_secret(slow, "source") is None  # nothing registered without a token
 
 
+@pytest.mark.sandbox_only(NAMED_CERT)
+@pytest.mark.needs_forklift
 def test_a_named_certificate_with_the_root_ca_fails_clearly_and_kubeconfig_ca_works(
     make_sandbox: SandboxFactory, tmp_path: Path, cli: CliRun
 ) -> None:
-    sandbox = make_sandbox(mtv_on="separate", named_cert="source")
-    kubeconfig = sandbox.write_kubeconfig(tmp_path / "kubeconfig")
-    since = marks(sandbox)
+    named = shaped_target(make_sandbox, tmp_path, mtv_on="separate", named_cert="source")
+    since = mark(named)
 
-    refused = cli(*register_args(kubeconfig, "--yes", "--ca-source", "root"))
+    refused = cli(*register_args(named.kubeconfig, "--yes", "--ca-source", "root"))
 
     assert refused.exit_code == 5
     line = one_error_line(refused)
     assert "kube-root-ca.crt of source does not verify" in line
     assert "--ca-source kubeconfig" in line
-    assert_no_mutation(sandbox, since)  # nothing on the host, nor anywhere else
+    assert_nothing_written(named, since)  # nothing on the host, nor anywhere else
 
-    accepted = cli(*register_args(kubeconfig, "--yes", "--ca-source", "kubeconfig"))
+    accepted = cli(*register_args(named.kubeconfig, "--yes", "--ca-source", "kubeconfig"))
 
     assert accepted.exit_code == 0, accepted.stderr
-    assert ready_providers(sandbox) == {"host": "Ready", "source": "Ready", "destination": "Ready"}
-    secret = provider_secret(sandbox, "source")
+    assert ready_providers(named) == {"host": "Ready", "source": "Ready", "destination": "Ready"}
+    secret = provider_secret(named, "source")
     assert secret is not None
     ca = base64.b64decode(secret["data"]["ca.crt"]).decode()
-    assert ca == sandbox["source"].serving_ca_pem != sandbox["source"].root_ca_pem
+    assert ca == named.serving_ca_pem("source") != named.root_ca_pem("source")
 
 
+@pytest.mark.sandbox_only(
+    "a fault makes the source refuse (401) what Forklift lists after the proof"
+)
+@pytest.mark.needs_forklift
 def test_a_token_forklift_rejects_surfaces_connection_auth_failed(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun
+    target: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     # The token works for the tool's proof and Forklift's webhook (both list namespaces), but the
     # source refuses it for the rest of Forklift's connection test: an authenticating proxy or a
     # revocation in between, as MTV would meet it.
-    sandbox["source"].cluster.faults.inject(
+    target.sandbox["source"].cluster.faults.inject(
         "list", "^/apis/storage.k8s.io/v1/storageclasses$", status=401, count=1000
     )
 
@@ -299,10 +317,12 @@ def test_a_token_forklift_rejects_surfaces_connection_auth_failed(
     assert f'Provider "{MTV_NS}/source" not ready: ConnectionAuthFailed' in line
 
 
+@pytest.mark.sandbox_only("a fault makes the source refuse (403) Forklift's list of VMs")
+@pytest.mark.needs_forklift
 def test_a_url_forklift_cannot_use_surfaces_connection_test_failed(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun
+    target: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
-    sandbox["source"].cluster.faults.inject(
+    target.sandbox["source"].cluster.faults.inject(
         "list", "^/apis/kubevirt.io/v1/virtualmachines$", status=403, count=1000
     )
 
@@ -313,11 +333,11 @@ def test_a_url_forklift_cannot_use_surfaces_connection_test_failed(
 
 
 def test_a_url_of_another_cluster_is_caught_before_forklift_sees_the_token(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun, tmp_path: Path
+    target: Target, kubeconfig: Path, cli: CliRun, tmp_path: Path
 ) -> None:
     both = tmp_path / "both.pem"
-    both.write_text(sandbox["source"].root_ca_pem + sandbox["destination"].root_ca_pem)
-    wrong = sandbox["destination"].url
+    both.write_text(target.root_ca_pem("source") + target.root_ca_pem("destination"))
+    wrong = target.url("destination")
 
     result = cli(
         *register_args(kubeconfig, "--yes", "--source-url", wrong, "--ca-source", f"file:{both}")
@@ -327,28 +347,34 @@ def test_a_url_of_another_cluster_is_caught_before_forklift_sees_the_token(
     line = one_error_line(result)
     assert f'{wrong} refused the token of serviceaccount "mtv-register/mtv-provider"' in line
     assert "--source-url" in line
-    assert provider_secret(sandbox, "source") is None
+    assert provider_secret(target, "source") is None
 
 
 def test_a_cluster_role_too_narrow_for_forklift_is_caught_before_registering(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun
+    target: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     for context in ("source", "destination"):
-        cluster = sandbox[context].cluster
-        cluster.store.create(
-            cluster.rtype("rbac.authorization.k8s.io", "v1", "clusterroles"),
+        kube = admin_client(kubeconfig, context)
+        kube.create(
+            CLUSTER_ROLE,
             {"metadata": {"name": "narrow"}, "rules": manifests.SEED_CLUSTER_ROLE_RULES[:1]},
         )
+        kube.close()
 
     result = cli(*register_args(kubeconfig, "--yes", "--cluster-role", "narrow"))
 
     assert result.exit_code == 7
     line = one_error_line(result)
     assert "cannot list namespaces, the first step of Forklift's connection test" in line
-    assert provider_secret(sandbox, "source") is None
+    assert provider_secret(target, "source") is None
 
 
 # -- one exit code per class of failure ----------------------------------------------------------
+
+# Each makes one failure and gives the arguments that meet it. The kubeconfig is the test's own
+# copy (external clusters share theirs); what must be undone is left on the stack.
+MakeFailure = Callable[[Target, Path, contextlib.ExitStack], list[str]]
+NOBODY = "nobody"  # a service account bound to nothing, in `default` on the source
 
 
 def _edit_kubeconfig(kubeconfig: Path, edit: Callable[[dict[str, Any]], None]) -> None:
@@ -357,74 +383,96 @@ def _edit_kubeconfig(kubeconfig: Path, edit: Callable[[dict[str, Any]], None]) -
     kubeconfig.write_text(yaml.safe_dump(config))
 
 
-def _cluster_entry(config: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(c["cluster"] for c in config["clusters"] if c["name"] == name)
+def _entry(config: dict[str, Any], section: str, context: str) -> dict[str, Any]:
+    """The `cluster` or `user` entry a context uses."""
+    named = next(c["context"][section] for c in config["contexts"] if c["name"] == context)
+    return next(e[section] for e in config[f"{section}s"] if e["name"] == named)
 
 
-def _user_entry(config: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(u["user"] for u in config["users"] if u["name"] == name)
+def _with_token(config: dict[str, Any], context: str, token: str) -> None:
+    """The context's user authenticates with `token`, and only with it."""
+    user = _entry(config, "user", context)
+    user.clear()
+    user["token"] = token
 
 
-def _same_context(sandbox: Sandbox, kubeconfig: Path) -> list[str]:
+def _same_context(target: Target, kubeconfig: Path, _: contextlib.ExitStack) -> list[str]:
     return ["--destination", "source"]
 
 
-def _zero_timeout(sandbox: Sandbox, kubeconfig: Path) -> list[str]:
+def _zero_timeout(target: Target, kubeconfig: Path, _: contextlib.ExitStack) -> list[str]:
     return ["--timeout", "0s"]
 
 
-def _unknown_context(sandbox: Sandbox, kubeconfig: Path) -> list[str]:
+def _unknown_context(target: Target, kubeconfig: Path, _: contextlib.ExitStack) -> list[str]:
     return ["--source", "nowhere"]
 
 
-def _missing_kubeconfig(sandbox: Sandbox, kubeconfig: Path) -> list[str]:
+def _missing_kubeconfig(target: Target, kubeconfig: Path, _: contextlib.ExitStack) -> list[str]:
     return ["--kubeconfig", str(kubeconfig.parent / "absent")]
 
 
-def _unreachable(sandbox: Sandbox, kubeconfig: Path) -> list[str]:
+def _unreachable(target: Target, kubeconfig: Path, _: contextlib.ExitStack) -> list[str]:
     _edit_kubeconfig(
-        kubeconfig, lambda c: _cluster_entry(c, "source").update(server="https://127.0.0.1:1")
+        kubeconfig, lambda c: _entry(c, "cluster", "source").update(server="https://127.0.0.1:1")
     )
     return []
 
 
-def _wrong_ca(sandbox: Sandbox, kubeconfig: Path) -> list[str]:
-    other = base64.b64encode(sandbox["destination"].serving_ca_pem.encode()).decode()
-    _edit_kubeconfig(
-        kubeconfig,
-        lambda c: _cluster_entry(c, "source").update({"certificate-authority-data": other}),
-    )
+def _wrong_ca(target: Target, kubeconfig: Path, _: contextlib.ExitStack) -> list[str]:
+    other = base64.b64encode(target.serving_ca_pem("destination").encode()).decode()
+
+    def edit(config: dict[str, Any]) -> None:
+        cluster = _entry(config, "cluster", "source")
+        cluster.pop("certificate-authority", None)
+        cluster["certificate-authority-data"] = other
+
+    _edit_kubeconfig(kubeconfig, edit)
     return []
 
 
-def _no_forklift_namespace(sandbox: Sandbox, kubeconfig: Path) -> list[str]:
+def _no_forklift_namespace(target: Target, kubeconfig: Path, _: contextlib.ExitStack) -> list[str]:
     return ["--mtv-namespace", "nowhere"]
 
 
-def _forklift_absent(sandbox: Sandbox, kubeconfig: Path) -> list[str]:
-    mtv = sandbox["mtv"].cluster
-    crds = mtv.rtype("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-    mtv.store.delete(crds, "", "providers.forklift.konveyor.io")
-    wait_for(
-        lambda: mtv.registry.lookup("forklift.konveyor.io", "v1beta1", "providers") is None,
-        what="the Provider API to be gone",
+def _forklift_absent(target: Target, kubeconfig: Path, stack: contextlib.ExitStack) -> list[str]:
+    stack.enter_context(forklift_uninstalled(target))
+    return []
+
+
+def _no_permission(target: Target, kubeconfig: Path, _: contextlib.ExitStack) -> list[str]:
+    source = admin_client(target.kubeconfig, "source")
+    source.create(SERVICE_ACCOUNT, {"metadata": {"name": NOBODY, "namespace": "default"}})
+    source.create(
+        SECRET,
+        {
+            "metadata": {
+                "name": f"{NOBODY}-token",
+                "namespace": "default",
+                "annotations": {manifests.SERVICE_ACCOUNT_NAME_ANNOTATION: NOBODY},
+            },
+            "type": manifests.SERVICE_ACCOUNT_TOKEN_TYPE,
+        },
     )
+    source.close()
+    token = wait_for(
+        lambda: decoded(
+            target.find("source", "secrets", f"{NOBODY}-token", "default") or {}, "token"
+        ),
+        what=f"the token of {NOBODY}",
+    )
+    _edit_kubeconfig(kubeconfig, lambda c: _with_token(c, "source", token))
     return []
 
 
-def _no_permission(sandbox: Sandbox, kubeconfig: Path) -> list[str]:
-    token = sandbox["source"].cluster.add_user("alice")
-    _edit_kubeconfig(kubeconfig, lambda c: _user_entry(c, "source-admin").update(token=token))
+def _refused_credentials(target: Target, kubeconfig: Path, _: contextlib.ExitStack) -> list[str]:
+    _edit_kubeconfig(kubeconfig, lambda c: _with_token(c, "source", "expired"))
     return []
 
 
-def _refused_credentials(sandbox: Sandbox, kubeconfig: Path) -> list[str]:
-    _edit_kubeconfig(kubeconfig, lambda c: _user_entry(c, "source-admin").update(token="expired"))
-    return []
-
-
-def _other_writer(sandbox: Sandbox, kubeconfig: Path) -> list[str]:
-    cluster = sandbox["source"].cluster
+def _other_writer(target: Target, kubeconfig: Path, _: contextlib.ExitStack) -> list[str]:
+    assert target.sandbox is not None
+    cluster = target.sandbox["source"].cluster
     roles = cluster.rtype("rbac.authorization.k8s.io", "v1", "clusterroles")
     cluster.store.create(
         roles,
@@ -451,29 +499,42 @@ def _other_writer(sandbox: Sandbox, kubeconfig: Path) -> list[str]:
         (_wrong_ca, 5, "TLS to"),
         (_no_forklift_namespace, 6, 'namespace "nowhere" does not exist on mtv'),
         (_forklift_absent, 6, "Forklift is not installed on mtv"),
-        (_no_permission, 7, 'User "alice" cannot get resource "configmaps"'),
+        (
+            _no_permission,
+            7,
+            f'User "system:serviceaccount:default:{NOBODY}" cannot get resource "configmaps"',
+        ),
         (_refused_credentials, 8, "refused the credentials (401 Unauthorized)"),
-        (_other_writer, 11, "the object has been modified"),
+        pytest.param(
+            _other_writer,
+            11,
+            "the object has been modified",
+            marks=pytest.mark.sandbox_only("a fault answers 409 to every update of the role"),
+        ),
     ],
     ids=lambda v: v.__name__.strip("_") if callable(v) else None,
 )
 def test_each_class_of_failure_has_its_exit_code_and_one_line(
-    sandbox: Sandbox,
-    kubeconfig: Path,
+    target: Target,
     cli: CliRun,
-    make_failure: Callable[[Sandbox, Path], list[str]],
+    tmp_path: Path,
+    make_failure: MakeFailure,
     code: int,
     words: str,
 ) -> None:
-    extra = make_failure(sandbox, kubeconfig)
-    since = marks(sandbox)
+    kubeconfig = tmp_path / "edited-kubeconfig"
+    kubeconfig.touch(mode=0o600)  # it holds the admins' credentials
+    kubeconfig.write_text(target.kubeconfig.read_text())
+    with contextlib.ExitStack() as undo:
+        extra = make_failure(target, kubeconfig, undo)
+        since = mark(target)
 
-    result = cli(*register_args(kubeconfig, "--yes"), *extra)
+        result = cli(*register_args(kubeconfig, "--yes"), *extra)
 
-    assert result.exit_code == code, result.stderr
-    assert words in one_error_line(result)
-    if code != 11:  # the other writer's conflict happens mid-way, by design of the test
-        assert_no_mutation(sandbox, since)
+        assert result.exit_code == code, result.stderr
+        assert words in one_error_line(result)
+        if code != 11:  # the other writer's conflict happens mid-way, by design of the test
+            assert_nothing_written(target, since)
 
 
 def test_a_usage_error_typer_detects_is_exit_code_2(kubeconfig: Path, cli: CliRun) -> None:

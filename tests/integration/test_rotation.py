@@ -1,4 +1,4 @@
-"""Rotation against the sandbox: `register`, then `rotate`, through the CLI and the library.
+"""Rotation: `register`, then `rotate`, through the CLI and the library, on either backend.
 
 A rotation leaves each Provider Ready on a new token with the old one revoked; a failure at any
 step, a refused new token, a concurrent run or a dead token leaves a working Provider with one
@@ -18,15 +18,15 @@ import pytest
 from typer.testing import Result
 
 from mtv_register import clusters, forklift, manifests, rotation
-from mtv_register.kube import USER_AGENT, Kube, RetryPolicy
+from mtv_register.kube import Kube, RetryPolicy
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
+from mtv_register.sandbox.forklift import FORKLIFT_USER_AGENT
 from tests.integration._rotation_support import (
     HOST,
     PROVIDERS,
     SA,
     SA_NAMESPACE,
     assert_healthy,
-    authenticates,
     fast_waits,
     health,
     managed_token_secrets,
@@ -39,24 +39,32 @@ from tests.integration._rotation_support import (
     tidy,
 )
 from tests.integration.conftest import (
+    Backend,
     CliRun,
-    assert_no_mutation,
+    active_backend,
+    assert_nothing_written,
+    mark,
     marks,
     one_error_line,
     wait_for,
 )
+from tests.target import Target
+
+# Every test here registers the pair, which waits for Forklift to find both Providers Ready,
+# and a rotation waits for Forklift's re-test of the new token.
+pytestmark = pytest.mark.needs_forklift
 
 
 @pytest.fixture(autouse=True)
-def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_waits(monkeypatch)
+def _fast(monkeypatch: pytest.MonkeyPatch, target: Target) -> None:
+    fast_waits(monkeypatch, target)
 
 
 @pytest.fixture
-def registered(sandbox: Sandbox, kubeconfig: Path) -> Sandbox:
-    register(sandbox, kubeconfig)
-    assert_healthy(sandbox)
-    return sandbox
+def registered(target: Target) -> Target:
+    register(target)
+    assert_healthy(target)
+    return target
 
 
 def rotate_args(kubeconfig: Path, *extra: str, provider: str | None = None) -> list[str]:
@@ -78,7 +86,7 @@ def actions(result: Result) -> dict[str, str]:
 
 
 def test_rotate_all_revokes_the_old_tokens_and_leaves_providers_ready_on_new_ones(
-    registered: Sandbox, kubeconfig: Path, cli: CliRun
+    registered: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     old = {p: provider_token(registered, p) for p in PROVIDERS}
     old_secrets = {p: sorted(managed_token_secrets(registered, p)) for p in PROVIDERS}
@@ -90,8 +98,8 @@ def test_rotate_all_revokes_the_old_tokens_and_leaves_providers_ready_on_new_one
     for provider in PROVIDERS:
         new = provider_token(registered, provider)
         assert new != old[provider]
-        assert authenticates(registered, provider, new)
-        assert registered[provider].cluster.authenticate(old[provider]) is None
+        assert registered.authenticates(provider, new)
+        assert not registered.authenticates(provider, old[provider])
         assert refused_over_https(registered, provider, old[provider])
         assert set(managed_token_secrets(registered, provider)).isdisjoint(old_secrets[provider])
         annotations = provider_secret(registered, provider)["metadata"]["annotations"]
@@ -100,14 +108,14 @@ def test_rotate_all_revokes_the_old_tokens_and_leaves_providers_ready_on_new_one
 
 
 def test_a_second_rotation_rotates_the_rotated_token(
-    registered: Sandbox, kubeconfig: Path, cli: CliRun
+    registered: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     tokens = [provider_token(registered, "source")]
     for _ in range(2):
         assert cli(*rotate_args(kubeconfig, "--max-age", "0s")).exit_code == 0
         tokens.append(provider_token(registered, "source"))
     assert len(set(tokens)) == 3
-    assert [authenticates(registered, "source", t) for t in tokens] == [False, False, True]
+    assert [registered.authenticates("source", t) for t in tokens] == [False, False, True]
     assert_healthy(registered)
 
 
@@ -115,22 +123,22 @@ def test_a_second_rotation_rotates_the_rotated_token(
 
 
 def test_max_age_skips_a_token_younger_than_it_and_says_so(
-    registered: Sandbox, kubeconfig: Path, cli: CliRun
+    registered: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     before = {p: provider_token(registered, p) for p in PROVIDERS}
-    since = marks(registered)
+    since = mark(registered)
 
     result = cli(*rotate_args(kubeconfig, "--max-age", "1h"))
 
     assert result.exit_code == 0, result.output
     assert actions(result) == {"source": "skipped", "destination": "skipped"}
     assert "younger than --max-age 1h" in result.stdout
-    assert_no_mutation(registered, since)
+    assert_nothing_written(registered, since)
     assert {p: provider_token(registered, p) for p in PROVIDERS} == before
 
 
 def test_max_age_zero_rotates_a_token_just_issued(
-    registered: Sandbox, kubeconfig: Path, cli: CliRun
+    registered: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     before = provider_token(registered, "source")
     result = cli(*rotate_args(kubeconfig, "--max-age", "0s", provider="source"))
@@ -142,13 +150,13 @@ def test_max_age_zero_rotates_a_token_just_issued(
 
 @pytest.mark.parametrize("value", ["soon", "-1h", "10"])
 def test_an_unparseable_max_age_is_a_usage_error(
-    registered: Sandbox, kubeconfig: Path, cli: CliRun, value: str
+    registered: Target, kubeconfig: Path, cli: CliRun, value: str
 ) -> None:
-    since = marks(registered)
+    since = mark(registered)
     result = cli(*rotate_args(kubeconfig, "--max-age", value))
     assert result.exit_code == 2, result.output
     assert "--max-age" in one_error_line(result)
-    assert_no_mutation(registered, since)
+    assert_nothing_written(registered, since)
 
 
 # -- a failure at every step ---------------------------------------------------------------------
@@ -163,14 +171,17 @@ FAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def rotation_steps(sandbox: Sandbox, since: dict[str, int]) -> list[tuple[str, str, str]]:
-    """(context, verb, path pattern) of each distinct request the tool made since `since`, on
-    the source (the destination's requests are the same) and on the MTV host. Secret names
-    change with every rotation, so a named Secret's pattern matches any name."""
+def rotation_steps(
+    sandbox: Sandbox, since: dict[str, int], agent: str
+) -> list[tuple[str, str, str]]:
+    """(context, verb, path pattern) of each distinct request the tool (its requests' User-Agent
+    matches `agent`) made since `since`, on the source (the destination's requests are the
+    same) and on the MTV host. Secret names change with every rotation, so a named Secret's
+    pattern matches any name."""
     steps: list[tuple[str, str, str]] = []
     for context in ("source", HOST):
         for event in sandbox[context].cluster.audit.since(since[context]):
-            if event["userAgent"] != USER_AGENT:
+            if not re.search(agent, event["userAgent"]):
                 continue  # Forklift's connection test and its webhook, not the tool
             path = urlsplit(event["requestURI"]).path
             head, named, _ = path.partition("/secrets/")
@@ -199,12 +210,15 @@ def check_outcome(result: Result) -> str:
     return ""
 
 
-TOOL = f"^{re.escape(USER_AGENT)}$"  # faults hit the tool's requests, not Forklift's
-
-
+@pytest.mark.sandbox_only("injects faults into each request of a rotation, read from the audit log")
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_a_failure_at_any_step_leaves_a_working_provider(
-    registered: Sandbox, kubeconfig: Path, cli: CliRun, fault: str
+    registered: Target,
+    sandbox: Sandbox,
+    kubeconfig: Path,
+    cli: CliRun,
+    backend: Backend,
+    fault: str,
 ) -> None:
     """Each request a clean rotation makes, read from the audit logs, fails in turn. The run
     succeeds, or fails with one line per Provider; either way the Provider works afterwards.
@@ -213,19 +227,23 @@ def test_a_failure_at_any_step_leaves_a_working_provider(
     args = rotate_args(
         kubeconfig, "--max-age", "0s", "--timeout", "3s", "--output", "json", provider="source"
     )
-    since = marks(registered)
+    since = marks(sandbox)
     assert cli(*args).exit_code == 0
-    steps = rotation_steps(registered, since)
+    steps = rotation_steps(sandbox, since, backend.agent)
     verbs = {(context, verb) for context, verb, _ in steps}
-    assert {("source", v) for v in ("get", "create", "watch", "list", "delete")} <= verbs
-    assert {(HOST, v) for v in ("get", "list", "update", "watch")} <= verbs
+    # The waits (for the new token, for Forklift's verdict) watch on the kubernetes backend;
+    # the oc backend polls them with the gets and lists already required.
+    waits = {"watch"} if backend.name == "kubernetes" else set()
+    assert {("source", v) for v in {"get", "create", "list", "delete", *waits}} <= verbs
+    assert {(HOST, v) for v in {"get", "list", "update", *waits}} <= verbs
     assert_healthy(registered, "source")
 
     problems = []
     for context, verb, pattern in steps:
         step = f"{fault} {verb} {pattern} on {context}"
-        cluster = registered[context].cluster
-        injected = cluster.faults.inject(verb, pattern, agent=TOOL, **FAULTS[fault])
+        cluster = sandbox[context].cluster
+        # Faults hit the tool's requests (on this backend), not Forklift's.
+        injected = cluster.faults.inject(verb, pattern, agent=backend.agent, **FAULTS[fault])
         result = cli(*args)
         cluster.faults.clear()
         assert injected.hits > 0, f"{step}: the fault was never hit"
@@ -249,16 +267,20 @@ def test_a_failure_at_any_step_leaves_a_working_provider(
 # -- Forklift refuses the new token after the switch ---------------------------------------------
 
 
+FORKLIFT = f"^{re.escape(FORKLIFT_USER_AGENT)}$"
+
+
+@pytest.mark.sandbox_only("makes Forklift's connection test of the new token fail (a fault)")
 @pytest.mark.parametrize("code", [401, 403])
 def test_a_new_token_forklift_refuses_is_switched_back_to_the_old_one(
-    registered: Sandbox, kubeconfig: Path, cli: CliRun, code: int
+    registered: Target, sandbox: Sandbox, kubeconfig: Path, cli: CliRun, code: int
 ) -> None:
     old_token = provider_token(registered, "source")
     old_secrets = sorted(managed_token_secrets(registered, "source"))
     # Only Forklift's connection test lists storage classes: its first test after the switch
     # (of the new token) is refused, the test after the switch back (of the old one) is not.
-    refused = registered["source"].cluster.faults.inject(
-        "list", "^/apis/storage.k8s.io/v1/storageclasses$", count=1, status=code
+    refused = sandbox["source"].cluster.faults.inject(
+        "list", "^/apis/storage.k8s.io/v1/storageclasses$", count=1, status=code, agent=FORKLIFT
     )
 
     result = cli(*rotate_args(kubeconfig, "--max-age", "0s", provider="source"))
@@ -276,8 +298,14 @@ def test_a_new_token_forklift_refuses_is_switched_back_to_the_old_one(
 
 
 def host_client(kubeconfig: Path) -> Kube:
+    """A client of the MTV host on the test's backend."""
+    chosen = active_backend()
     return clusters.connect(
-        clusters.load_kubeconfig(kubeconfig), HOST, retry=RetryPolicy.immediate()
+        clusters.load_kubeconfig(kubeconfig),
+        HOST,
+        retry=RetryPolicy.immediate(),
+        backend=chosen.name,
+        oc_path=chosen.oc_path,
     )
 
 
@@ -311,7 +339,7 @@ def rotate_concurrently(kubeconfig: Path, runs: int) -> list[list[rotation.Rotat
 
 
 def test_two_rotations_at_once_leave_one_working_token(
-    registered: Sandbox, kubeconfig: Path
+    registered: Target, kubeconfig: Path
 ) -> None:
     old = {p: provider_token(registered, p) for p in PROVIDERS}
 
@@ -328,12 +356,12 @@ def test_two_rotations_at_once_leave_one_working_token(
         for run in runs:
             for r in run:
                 assert "\n" not in r.reason
-        assert not authenticates(registered, provider, old[provider])
+        assert not registered.authenticates(provider, old[provider])
     assert_healthy(registered)
 
 
 def test_a_rotation_overtaken_by_another_removes_its_own_token_secret(
-    registered: Sandbox, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+    registered: Target, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The slow run read the provider Secret (and so the old token) before the fast run
     rotated and revoked it: its new Secret must still go, and the fast run's token stay."""
@@ -382,12 +410,12 @@ def test_a_rotation_overtaken_by_another_removes_its_own_token_secret(
 
     assert [r.action for r in fast_results] == ["rotated"]
     assert len(slow_results) == 1 and slow_results[0].action in ("lost-race", "failed")
-    assert not authenticates(registered, "source", old["source"])
+    assert not registered.authenticates("source", old["source"])
     assert_healthy(registered, "source")
 
 
 def test_the_late_clean_up_of_one_rotation_spares_the_token_of_the_next(
-    registered: Sandbox, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+    registered: Target, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Run A switches and sees Ready, then stalls before revoking; run B, started after A's
     switch, rotates A's token in turn and sees Ready. A's late clean-up must not revoke the
@@ -443,7 +471,7 @@ def test_the_late_clean_up_of_one_rotation_spares_the_token_of_the_next(
 
 
 def test_a_dead_token_fails_rotation_and_is_recovered_with_an_admin_context(
-    registered: Sandbox, kubeconfig: Path, cli: CliRun
+    registered: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     dead = provider_token(registered, "source")
     admin = clusters.connect(clusters.load_kubeconfig(kubeconfig), "source")
@@ -452,7 +480,7 @@ def test_a_dead_token_fails_rotation_and_is_recovered_with_an_admin_context(
         assert admin.delete(rotation.SECRET, name, SA_NAMESPACE)  # behind the tool's back
     finally:
         admin.close()
-    assert not authenticates(registered, "source", dead)
+    assert not registered.authenticates("source", dead)
 
     failed = cli(*rotate_args(kubeconfig, "--max-age", "0s"))
 
@@ -471,11 +499,10 @@ def test_a_dead_token_fails_rotation_and_is_recovered_with_an_admin_context(
 
 
 def test_rotation_never_lists_the_token_secret_in_the_service_account(
-    registered: Sandbox, kubeconfig: Path, cli: CliRun
+    registered: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     assert cli(*rotate_args(kubeconfig, "--max-age", "0s")).exit_code == 0
-    cluster = registered["source"].cluster
-    account = cluster.store.find(cluster.rtype("", "v1", "serviceaccounts"), SA_NAMESPACE, SA)
+    account = registered.find("source", "serviceaccounts", SA, SA_NAMESPACE)
     assert account is not None
     assert not account.get("secrets")
     assert not health(registered, "source")

@@ -1,6 +1,7 @@
 """The issue's "done when", as a user runs it: `mtv-register sandbox up` in one process, then
-register, register again, status and unregister as separate processes; SIGTERM stops the
-sandbox cleanly."""
+register, register again, status and unregister as separate processes, on the test's backend;
+SIGTERM stops the sandbox cleanly. The test serves its own sandbox, so it runs the same whatever
+clusters the run was given."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import pytest
 
 from mtv_register import clusters
 from mtv_register.kube import SECRET
+from tests.conftest import EXTRA_TOKENS
+from tests.integration.conftest import BACKEND_COMMANDS, Backend
 
 DEADLINE = 30.0
 
@@ -67,9 +70,15 @@ def sandbox_up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
 OUTPUTS: list[str] = []
 
 
-def mtv_register(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def mtv_register(
+    backend: Backend, kubeconfig: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`mtv-register ARGS` in a process of its own, on `backend` for the commands that take it."""
+    argv = list(args)
+    if argv[0] in BACKEND_COMMANDS:
+        argv[1:1] = backend.flags
     result = subprocess.run(
-        [sys.executable, "-m", "mtv_register", *args, "--kubeconfig", str(kubeconfig)],
+        [sys.executable, "-m", "mtv_register", *argv, "--kubeconfig", str(kubeconfig)],
         capture_output=True,
         text=True,
         timeout=DEADLINE,
@@ -81,7 +90,8 @@ def mtv_register(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[st
 
 def sandbox_tokens(kubeconfig: Path) -> list[str]:
     """The tokens living in the sandbox process (the admins' and the registered service
-    accounts'), read through its API: this process's own ISSUED_TOKENS knows none of them."""
+    accounts'), read through its API: this process's own ISSUED_TOKENS knows none of them, so
+    they are handed to the suite's scans (of each test's output, and of the oc backend's argv)."""
     config = clusters.load_kubeconfig(kubeconfig)
     tokens = [user["user"]["token"] for user in config.data["users"]]
     for context in ("source", "destination"):
@@ -91,6 +101,7 @@ def sandbox_tokens(kubeconfig: Path) -> list[str]:
         finally:
             kube.close()
         tokens.append(base64.b64decode(secret["data"]["token"]).decode())
+    EXTRA_TOKENS.update(tokens)
     return tokens
 
 
@@ -101,13 +112,13 @@ def assert_no_sandbox_token(tokens: list[str], texts: list[str]) -> None:
 
 
 def test_sandbox_up_register_rerun_status_unregister_then_sigterm(
-    sandbox_up: tuple[subprocess.Popen[str], Path],
+    sandbox_up: tuple[subprocess.Popen[str], Path], backend: Backend
 ) -> None:
     process, kubeconfig = sandbox_up
     pair = ("--source", "source", "--destination", "destination", "--host", "mtv", "--yes")
 
     OUTPUTS.clear()
-    first = mtv_register(kubeconfig, "register", *pair)
+    first = mtv_register(backend, kubeconfig, "register", *pair)
     assert first.returncode == 0, first.stderr
     tokens = sandbox_tokens(kubeconfig)
     assert first.stdout.splitlines() == [
@@ -116,11 +127,11 @@ def test_sandbox_up_register_rerun_status_unregister_then_sigterm(
         "pair registered",
     ]
 
-    again = mtv_register(kubeconfig, "register", *pair)
+    again = mtv_register(backend, kubeconfig, "register", *pair)
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[-1] == "pair already registered, nothing changed"
 
-    status = mtv_register(kubeconfig, "status", "--host", "mtv", "-o", "json")
+    status = mtv_register(backend, kubeconfig, "status", "--host", "mtv", "-o", "json")
     assert status.returncode == 0, status.stderr
     rows = {row["name"]: row for row in json.loads(status.stdout)["providers"]}
     assert {name: row["ready"] for name, row in rows.items()} == {
@@ -128,14 +139,15 @@ def test_sandbox_up_register_rerun_status_unregister_then_sigterm(
         "host": True,
         "source": True,
     }
-    table = mtv_register(kubeconfig, "status", "--host", "mtv")
+    table = mtv_register(backend, kubeconfig, "status", "--host", "mtv")
     assert table.returncode == 0, table.stderr
     assert all(name in table.stdout for name in ("source", "destination", "host"))
 
-    removed = mtv_register(kubeconfig, "unregister", *pair)
+    removed = mtv_register(backend, kubeconfig, "unregister", *pair)
     assert removed.returncode == 0, removed.stderr
     assert removed.stdout.splitlines()[-1] == "pair unregistered"
     after = mtv_register(
+        backend,
         kubeconfig,
         "status",
         "--host",
@@ -159,3 +171,5 @@ def test_sandbox_up_register_rerun_status_unregister_then_sigterm(
     stderr = process.stderr.read()
     assert "Traceback" not in stderr
     assert_no_sandbox_token(tokens, [*OUTPUTS, stderr])
+    if backend.oc_path is not None:  # the commands did run through the oc backend's binary
+        assert any((Path(backend.oc_path).parent / "argv").iterdir())

@@ -1,9 +1,13 @@
 """Scheduled rotation: `schedule` writes a CronJob and the least-privileged identity it runs as;
 the CronJob's exact command, run as that identity from inside the "cluster", rotates every
-Provider; without its RoleBinding it is denied; `unschedule` removes all four objects."""
+Provider; without its RoleBinding it is denied; `unschedule` removes all four objects.
+
+`schedule` and `unschedule` take no `--client`: they run on the default backend whatever the
+test's; the CronJob's `rotate` is run on the test's backend."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,39 +18,47 @@ import yaml
 from mtv_register import clusters, manifests
 from mtv_register.kube import ROLE_BINDING, Kube, RetryPolicy
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
+from tests.conftest import EXTRA_TOKENS
 from tests.integration._rotation_support import (
     HOST,
     PROVIDERS,
     assert_healthy,
-    authenticates,
     fast_waits,
     provider_token,
     refused_over_https,
     register,
 )
 from tests.integration.conftest import (
+    Backend,
     CliRun,
-    assert_no_mutation,
+    assert_nothing_written,
+    mark,
     marks,
-    mutating_since,
     one_error_line,
+    snapshot_difference,
+    writes_since,
 )
+from tests.target import BY_PLURAL, Target
 
 ROTATOR = manifests.ROTATOR_NAME
 ROTATOR_USER = f"system:serviceaccount:{MTV_NAMESPACE}:{ROTATOR}"
 EVERY = "0 3 * * *"
-# (API group, version, plural, name) of what `schedule` writes on the MTV host.
+# (plural, name) of what `schedule` writes on the MTV host.
 SCHEDULED = (
-    ("", "v1", "serviceaccounts", ROTATOR),
-    ("rbac.authorization.k8s.io", "v1", "roles", ROTATOR),
-    ("rbac.authorization.k8s.io", "v1", "rolebindings", ROTATOR),
-    ("batch", "v1", "cronjobs", manifests.ROTATION_CRONJOB),
+    ("serviceaccounts", ROTATOR),
+    ("roles", ROTATOR),
+    ("rolebindings", ROTATOR),
+    ("cronjobs", manifests.ROTATION_CRONJOB),
+)
+# The same as keys of `Target.snapshot()`: (storage key, namespace, name).
+SCHEDULED_KEYS = sorted(
+    str((f"{BY_PLURAL[plural][0]}/{plural}", MTV_NAMESPACE, name)) for plural, name in SCHEDULED
 )
 
 
 @pytest.fixture(autouse=True)
-def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_waits(monkeypatch)
+def _fast(monkeypatch: pytest.MonkeyPatch, target: Target) -> None:
+    fast_waits(monkeypatch, target)
 
 
 def schedule_args(kubeconfig: Path, *extra: str) -> list[str]:
@@ -66,13 +78,12 @@ def schedule_args(kubeconfig: Path, *extra: str) -> list[str]:
     ]
 
 
-def stored(sandbox: Sandbox, group: str, version: str, plural: str, name: str) -> Any:
-    cluster = sandbox[HOST].cluster
-    return cluster.store.find(cluster.rtype(group, version, plural), MTV_NAMESPACE, name)
+def stored(target: Target, plural: str, name: str) -> Any:
+    return target.find(HOST, plural, name, MTV_NAMESPACE)
 
 
-def cron_job(sandbox: Sandbox) -> dict[str, Any]:
-    found = stored(sandbox, "batch", "v1", "cronjobs", manifests.ROTATION_CRONJOB)
+def cron_job(target: Target) -> dict[str, Any]:
+    found = stored(target, "cronjobs", manifests.ROTATION_CRONJOB)
     assert found is not None, "no rotation CronJob"
     return dict(found)
 
@@ -84,16 +95,28 @@ def admin(kubeconfig: Path, context: str = HOST) -> Kube:
 
 
 @pytest.fixture
-def scheduled(sandbox: Sandbox, kubeconfig: Path, cli: CliRun) -> Sandbox:
-    register(sandbox, kubeconfig)
+def scheduled(target: Target, kubeconfig: Path, cli: CliRun) -> Target:
+    """Rotation scheduled on the MTV host (no Provider registered)."""
     result = cli(*schedule_args(kubeconfig))
     assert result.exit_code == 0, result.output
-    return sandbox
+    return target
+
+
+@pytest.fixture
+def pair_scheduled(target: Target, kubeconfig: Path, cli: CliRun) -> Target:
+    """The pair registered (Forklift finds both Providers Ready), then rotation scheduled."""
+    register(target)
+    result = cli(*schedule_args(kubeconfig))
+    assert result.exit_code == 0, result.output
+    return target
 
 
 @pytest.fixture
 def in_the_pod(
-    scheduled: Sandbox, kubeconfig: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pair_scheduled: Target,
+    kubeconfig: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> list[str]:
     """The CronJob's pod, simulated: a TokenRequest token of the rotator account and the host's
     CA where the pod would find them, the API address in the environment. Returns the exact
@@ -110,15 +133,18 @@ def in_the_pod(
         )
     finally:
         host.close()
+    token = answer["status"]["token"]
+    EXTRA_TOKENS.add(token)  # in no Secret, and not the sandbox's on external clusters: scan for it
     folder = tmp_path / "sa"
     folder.mkdir()
-    (folder / "token").write_text(answer["status"]["token"])
-    (folder / "ca.crt").write_text(scheduled[HOST].serving_ca_pem)
-    address = urlsplit(scheduled[HOST].url)
+    (folder / "token").write_text(token)
+    (folder / "ca.crt").write_text(pair_scheduled.serving_ca_pem(HOST))
+    address = urlsplit(pair_scheduled.url(HOST))
+    assert address.hostname is not None
     monkeypatch.setenv("MTV_REGISTER_SERVICEACCOUNT_DIR", str(folder))
-    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(address.port))
-    template = cron_job(scheduled)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", address.hostname)
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(address.port or 443))
+    template = cron_job(pair_scheduled)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert template["serviceAccountName"] == ROTATOR
     return list(template["containers"][0]["args"])
 
@@ -127,15 +153,15 @@ def in_the_pod(
 
 
 def test_schedule_creates_the_rotator_account_role_binding_and_cron_job(
-    scheduled: Sandbox, kubeconfig: Path, cli: CliRun
+    scheduled: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
-    for group, version, plural, name in SCHEDULED:
-        obj = stored(scheduled, group, version, plural, name)
+    for plural, name in SCHEDULED:
+        obj = stored(scheduled, plural, name)
         assert obj is not None, f"{plural}/{name} was not created"
         assert obj["metadata"]["labels"][manifests.MANAGED_BY_LABEL] == manifests.MANAGED_BY
-    role = stored(scheduled, "rbac.authorization.k8s.io", "v1", "roles", ROTATOR)
+    role = stored(scheduled, "roles", ROTATOR)
     assert role["rules"] == manifests.ROTATOR_RULES
-    binding = stored(scheduled, "rbac.authorization.k8s.io", "v1", "rolebindings", ROTATOR)
+    binding = stored(scheduled, "rolebindings", ROTATOR)
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",
@@ -152,52 +178,52 @@ def test_schedule_creates_the_rotator_account_role_binding_and_cron_job(
     assert pod["containers"][0]["image"] == "x"
     assert pod["containers"][0]["args"] == manifests.rotation_command(MTV_NAMESPACE, "0s")
 
-    since = marks(scheduled)
+    since = mark(scheduled)
     again = cli(*schedule_args(kubeconfig))
     assert again.exit_code == 0, again.output
-    assert_no_mutation(scheduled, since)
+    assert_nothing_written(scheduled, since)
 
 
 def test_schedule_dry_run_prints_the_manifests_and_writes_nothing(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun
+    target: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
-    since = marks(sandbox)
+    since = mark(target)
 
     result = cli(*schedule_args(kubeconfig, "--dry-run"))
 
     assert result.exit_code == 0, result.output
     printed = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
     assert [doc["kind"] for doc in printed] == ["ServiceAccount", "Role", "RoleBinding", "CronJob"]
-    assert_no_mutation(sandbox, since)
-    for group, version, plural, name in SCHEDULED:
-        assert stored(sandbox, group, version, plural, name) is None
+    assert_nothing_written(target, since)
+    for plural, name in SCHEDULED:
+        assert stored(target, plural, name) is None
 
 
 @pytest.mark.parametrize(
     ("flag", "value"), [("--every", "every night"), ("--every", "0 3 * *"), ("--max-age", "1x")]
 )
 def test_schedule_refuses_a_bad_schedule_or_max_age(
-    sandbox: Sandbox, kubeconfig: Path, cli: CliRun, flag: str, value: str
+    target: Target, kubeconfig: Path, cli: CliRun, flag: str, value: str
 ) -> None:
     args = schedule_args(kubeconfig)
     args[args.index(flag) + 1] = value
-    since = marks(sandbox)
+    since = mark(target)
 
     result = cli(*args)
 
     assert result.exit_code == 2, result.output
     assert flag in one_error_line(result)
-    assert_no_mutation(sandbox, since)
+    assert_nothing_written(target, since)
 
 
 # -- the CronJob's run ---------------------------------------------------------------------------
 
 
+@pytest.mark.needs_forklift
 def test_the_cron_jobs_command_as_its_service_account_rotates_every_provider(
-    scheduled: Sandbox, in_the_pod: list[str], cli: CliRun
+    pair_scheduled: Target, in_the_pod: list[str], cli: CliRun
 ) -> None:
-    old = {p: provider_token(scheduled, p) for p in PROVIDERS}
-    since = marks(scheduled)
+    old = {p: provider_token(pair_scheduled, p) for p in PROVIDERS}
 
     result = cli(*in_the_pod)
 
@@ -207,64 +233,94 @@ def test_the_cron_jobs_command_as_its_service_account_rotates_every_provider(
         "Provider source rotated",
     ]
     for provider in PROVIDERS:
-        assert provider_token(scheduled, provider) != old[provider]
-        assert not authenticates(scheduled, provider, old[provider])
-        assert refused_over_https(scheduled, provider, old[provider])
-    assert_healthy(scheduled)
+        assert provider_token(pair_scheduled, provider) != old[provider]
+        assert not pair_scheduled.authenticates(provider, old[provider])
+        assert refused_over_https(pair_scheduled, provider, old[provider])
+    assert_healthy(pair_scheduled)
+
+
+@pytest.mark.needs_forklift
+@pytest.mark.sandbox_only("reads who made each request, and its answer, from the audit log")
+def test_the_cron_jobs_command_makes_every_request_as_its_account_and_none_is_refused(
+    pair_scheduled: Target,
+    sandbox: Sandbox,
+    in_the_pod: list[str],
+    cli: CliRun,
+    backend: Backend,
+) -> None:
+    since = marks(sandbox)
+
+    result = cli(*in_the_pod)
+
+    assert result.exit_code == 0, result.output
     # Every request on the host was made as the rotator account, and none was refused:
     # the Role suffices.
-    events = scheduled[HOST].cluster.audit.since(since[HOST])
-    ours = [e for e in events if e["userAgent"].startswith("mtv-register/")]
+    events = sandbox[HOST].cluster.audit.since(since[HOST])
+    ours = [e for e in events if re.search(backend.agent, e["userAgent"])]
     assert ours
     assert {e["user"]["username"] for e in ours} == {ROTATOR_USER}
     assert [e["requestURI"] for e in ours if e["responseStatus"]["code"] >= 400] == []
     assert "update" in {e["verb"] for e in ours}  # the provider Secrets were switched by it
 
 
+@pytest.mark.needs_forklift
 def test_without_its_role_binding_the_cron_jobs_command_is_denied(
-    scheduled: Sandbox, in_the_pod: list[str], kubeconfig: Path, cli: CliRun
+    pair_scheduled: Target, in_the_pod: list[str], kubeconfig: Path, cli: CliRun
 ) -> None:
-    old = {p: provider_token(scheduled, p) for p in PROVIDERS}
+    old = {p: provider_token(pair_scheduled, p) for p in PROVIDERS}
     host = admin(kubeconfig)
     try:
         assert host.delete(ROLE_BINDING, ROTATOR, MTV_NAMESPACE)
     finally:
         host.close()
-    since = marks(scheduled)
+    since = mark(pair_scheduled)
 
     result = cli(*in_the_pod)
 
     assert result.exit_code == 7, result.output  # PermissionDenied
     assert ROTATOR in one_error_line(result)
-    assert mutating_since(scheduled, since) == {context: [] for context in scheduled.clusters}
-    assert {p: provider_token(scheduled, p) for p in PROVIDERS} == old
-    assert_healthy(scheduled)
+    assert_nothing_written(pair_scheduled, since)
+    assert {p: provider_token(pair_scheduled, p) for p in PROVIDERS} == old
+    assert_healthy(pair_scheduled)
 
 
 # -- unschedule ----------------------------------------------------------------------------------
 
 
-def test_unschedule_removes_the_four_objects_and_nothing_else(
-    scheduled: Sandbox, kubeconfig: Path, cli: CliRun
-) -> None:
-    since = marks(scheduled)
+def unschedule_removes_exactly_the_four_objects(target: Target, cli: CliRun) -> None:
+    """`unschedule` deletes the four objects and writes nothing else (in the sandbox: no other
+    mutating request, on any cluster); a second one writes nothing at all."""
+    before, since = target.snapshot(), mark(target)
 
-    result = cli("unschedule", "--host", HOST, "--kubeconfig", str(kubeconfig))
+    result = cli("unschedule", "--host", HOST, "--kubeconfig", str(target.kubeconfig))
 
     assert result.exit_code == 0, result.output
-    for group, version, plural, name in SCHEDULED:
-        assert stored(scheduled, group, version, plural, name) is None, f"{plural}/{name} stays"
-    deleted = sorted(
-        urlsplit(uri.split(" ", 1)[1]).path.rsplit("/", 2)[-2]
-        for uri in mutating_since(scheduled, since)[HOST]
-    )
-    assert deleted == ["cronjobs", "rolebindings", "roles", "serviceaccounts"]
-    assert all(
-        not requests for c, requests in mutating_since(scheduled, since).items() if c != HOST
-    )
-    assert_healthy(scheduled)  # the registrations are untouched
+    for plural, name in SCHEDULED:
+        assert stored(target, plural, name) is None, f"{plural}/{name} stays"
+    assert snapshot_difference(before, target.snapshot()) == {
+        HOST: {"added": [], "removed": SCHEDULED_KEYS, "changed": []}
+    }
+    made = writes_since(target, since)
+    if target.sandbox is not None:  # the audit log also sees a write that changed nothing
+        assert set(made) == {HOST}, made
+        deleted = sorted(
+            urlsplit(uri.split(" ", 1)[1]).path.rsplit("/", 2)[-2] for uri in made[HOST]
+        )
+        assert deleted == ["cronjobs", "rolebindings", "roles", "serviceaccounts"]
 
-    since = marks(scheduled)
-    again = cli("unschedule", "--host", HOST, "--kubeconfig", str(kubeconfig))
+    since = mark(target)
+    again = cli("unschedule", "--host", HOST, "--kubeconfig", str(target.kubeconfig))
     assert again.exit_code == 0, again.output
-    assert_no_mutation(scheduled, since)
+    assert_nothing_written(target, since)
+
+
+def test_unschedule_removes_the_four_objects_and_nothing_else(
+    scheduled: Target, cli: CliRun
+) -> None:
+    unschedule_removes_exactly_the_four_objects(scheduled, cli)
+
+
+@pytest.mark.needs_forklift
+def test_unschedule_leaves_the_registrations_working(pair_scheduled: Target, cli: CliRun) -> None:
+    unschedule_removes_exactly_the_four_objects(pair_scheduled, cli)
+    assert_healthy(pair_scheduled)  # the registrations are untouched

@@ -4,37 +4,81 @@ from __future__ import annotations
 
 import json
 
-from mtv_register import manifests
-from mtv_register.orchestrator import register_pair
-from tests.integration.conftest import pair_options
+import pytest
+
+from mtv_register import clusters, manifests
+from mtv_register.kube import SECRET
+from tests.integration._rotation_support import register
+from tests.integration.conftest import CliRun, register_anywhere
+from tests.target import Target
+
+STRAY = "mtv-provider-token-stray"
 
 
-def test_status_names_a_token_secret_left_behind_and_the_last_rotation(sandbox, kubeconfig, cli):
-    register_pair(pair_options(kubeconfig))
+def add_stray_token_secret(target: Target) -> None:
+    """An interrupted rotation's Secret: a second token Secret of the same account, made by the
+    cluster's admin."""
+    source = clusters.connect(clusters.load_kubeconfig(target.kubeconfig), "source")
+    try:
+        source.create(SECRET, manifests.token_secret("mtv-provider", "mtv-register", name=STRAY))
+    finally:
+        source.close()
+
+
+def test_status_names_a_token_secret_left_behind(
+    target: Target, cli: CliRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubeconfig = str(target.kubeconfig)
+    register_anywhere(target, monkeypatch)
+    add_stray_token_secret(target)
+
+    result = cli(
+        "status",
+        "--host",
+        "mtv",
+        "--kubeconfig",
+        kubeconfig,
+        "--remote",
+        "source=source",
+        "-o",
+        "json",
+    )
+
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    (remote,) = report["remotes"]
+    assert sorted(remote["tokenSecrets"]) == ["mtv-provider-token", STRAY]
+    assert remote["leftoverTokenSecrets"] == [STRAY]
+    assert not any(row.get("rotatedAt") for row in report["providers"])
+    text = cli("status", "--host", "mtv", "--kubeconfig", kubeconfig, "--remote", "source=source")
+    assert f"LEFT BEHIND (their tokens still work): {STRAY}" in " ".join(text.stdout.split())
+
+
+@pytest.mark.needs_forklift  # rotate waits for Forklift's re-test of the new token
+def test_status_names_a_token_secret_left_behind_and_the_last_rotation(
+    target: Target, cli: CliRun
+) -> None:
+    kubeconfig = str(target.kubeconfig)
+    register(target)
     rotated = cli(
         "rotate",
         "--host",
         "mtv",
         "--kubeconfig",
-        str(kubeconfig),
+        kubeconfig,
         "--provider",
         "source",
         "--max-age",
         "0s",
     )
     assert rotated.exit_code == 0, rotated.stderr
-    # An interrupted rotation's Secret: a second token Secret of the same account.
-    source = sandbox["source"].cluster
-    source.store.create(
-        source.rtype("", "v1", "secrets"),
-        manifests.token_secret("mtv-provider", "mtv-register", name="mtv-provider-token-stray"),
-    )
+    add_stray_token_secret(target)
     result = cli(
         "status",
         "--host",
         "mtv",
         "--kubeconfig",
-        str(kubeconfig),
+        kubeconfig,
         "--remote",
         "source=source",
         "--output",
@@ -47,8 +91,6 @@ def test_status_names_a_token_secret_left_behind_and_the_last_rotation(sandbox, 
     untouched = next(r for r in report["providers"] if r["name"] == "destination")
     assert not untouched.get("rotatedAt")
     (remote,) = report["remotes"]
-    assert remote["leftoverTokenSecrets"] == ["mtv-provider-token-stray"]
-    text = cli(
-        "status", "--host", "mtv", "--kubeconfig", str(kubeconfig), "--remote", "source=source"
-    )
-    assert "LEFT BEHIND" in text.stdout and "mtv-provider-token-stray" in text.stdout
+    assert remote["leftoverTokenSecrets"] == [STRAY]
+    text = cli("status", "--host", "mtv", "--kubeconfig", kubeconfig, "--remote", "source=source")
+    assert "LEFT BEHIND" in text.stdout and STRAY in text.stdout

@@ -29,4 +29,4 @@ def refused(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, d
     """The HTTP code and the Status body of a call the server must refuse."""
     with pytest.raises(ApiException) as caught:
         call(*args, **kwargs)
-    return caught.value.status, json.loads(caught.value.body)
+    return caught.value.status, json.loads(caught.value.body or "{}")
