@@ -17,6 +17,7 @@ import typer
 
 if TYPE_CHECKING:
     from mtv_register.errors import MtvRegisterError
+    from mtv_register.kube import Kube
     from mtv_register.orchestrator import PairOptions, PairResult
 
 app = typer.Typer(
@@ -147,6 +148,26 @@ def _quiet_insecure_requests() -> None:
     from urllib3.exceptions import InsecureRequestWarning
 
     warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+
+
+def _open_host(
+    kubeconfig: str | None,
+    host: str | None,
+    client: Client,
+    oc_path: str | None,
+    *,
+    in_cluster: bool = False,
+) -> Kube:
+    """The MTV host on the chosen backend (rotation.open_host)."""
+    from mtv_register.rotation import open_host
+
+    return open_host(
+        kubeconfig=kubeconfig,
+        host=host,
+        in_cluster=in_cluster,
+        backend=client.value,
+        oc_path=oc_path,
+    )
 
 
 def _check_client(client: Client, oc_path: str | None, explain: bool) -> None:
@@ -919,12 +940,7 @@ def rotate(
     import datetime as dt
 
     from mtv_register.errors import PartialFailure, UsageError
-    from mtv_register.rotation import (
-        RotateOptions,
-        open_host,
-        recovery_for,
-        rotate_all,
-    )
+    from mtv_register.rotation import RotateOptions, recovery_for, rotate_all
 
     _check_client(client, oc_path, explain)
     if bool(provider) == all_providers:
@@ -965,13 +981,7 @@ def rotate(
     def run() -> list[Any]:
         from mtv_register import forklift
 
-        kube = open_host(
-            kubeconfig=config_path,
-            host=host,
-            in_cluster=in_cluster,
-            backend=client.value,
-            oc_path=oc_path,
-        )
+        kube = _open_host(config_path, host, client, oc_path, in_cluster=in_cluster)
         try:
             # The CronJob's pod runs in the namespace `schedule` checked, and its Role grants
             # nothing on Namespace objects: there, take the namespace as given.
@@ -1034,7 +1044,7 @@ def schedule(
     import yaml
 
     from mtv_register import forklift
-    from mtv_register.rotation import check_cron, open_host, schedule_manifests
+    from mtv_register.rotation import check_cron, schedule_manifests
     from mtv_register.rotation import schedule as write_schedule
 
     _check_client(client, oc_path, explain)
@@ -1043,13 +1053,7 @@ def schedule(
     config_path = str(kubeconfig) if kubeconfig else None
 
     def run() -> list[Any]:
-        kube = open_host(
-            kubeconfig=config_path,
-            host=host,
-            in_cluster=False,
-            backend=client.value,
-            oc_path=oc_path,
-        )
+        kube = _open_host(config_path, host, client, oc_path)
         try:
             namespace = forklift.find_mtv_namespace(kube, mtv_namespace)
             if dry_run:
@@ -1085,20 +1089,13 @@ def unschedule(
 ) -> None:
     """Remove the rotation CronJob and its account."""
     from mtv_register import forklift
-    from mtv_register.rotation import open_host
     from mtv_register.rotation import unschedule as remove_schedule
 
     _check_client(client, oc_path, explain)
     config_path = str(kubeconfig) if kubeconfig else None
 
     def run() -> None:
-        kube = open_host(
-            kubeconfig=config_path,
-            host=host,
-            in_cluster=False,
-            backend=client.value,
-            oc_path=oc_path,
-        )
+        kube = _open_host(config_path, host, client, oc_path)
         try:
             namespace = forklift.find_mtv_namespace(kube, mtv_namespace)
             remove_schedule(kube, namespace, lambda change: typer.echo(str(change)))

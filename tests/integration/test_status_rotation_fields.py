@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,15 @@ def add_stray_token_secret(target: Target) -> None:
         source.close()
 
 
+def status_report(cli: CliRun, kubeconfig: str) -> dict[str, Any]:
+    """`status --remote source=source -o json` on the separate host, as parsed JSON."""
+    args = ["--host", "mtv", "--kubeconfig", kubeconfig, "--remote", "source=source"]
+    result = cli("status", *args, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
 def test_status_names_a_token_secret_left_behind(
     target: Target, cli: CliRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -32,20 +42,7 @@ def test_status_names_a_token_secret_left_behind(
     register_anywhere(target, monkeypatch)
     add_stray_token_secret(target)
 
-    result = cli(
-        "status",
-        "--host",
-        "mtv",
-        "--kubeconfig",
-        kubeconfig,
-        "--remote",
-        "source=source",
-        "-o",
-        "json",
-    )
-
-    assert result.exit_code == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = status_report(cli, kubeconfig)
     (remote,) = report["remotes"]
     assert sorted(remote["tokenSecrets"]) == ["mtv-provider-token", STRAY]
     assert remote["leftoverTokenSecrets"] == [STRAY]
@@ -73,19 +70,7 @@ def test_status_names_a_token_secret_left_behind_and_the_last_rotation(
     )
     assert rotated.exit_code == 0, rotated.stderr
     add_stray_token_secret(target)
-    result = cli(
-        "status",
-        "--host",
-        "mtv",
-        "--kubeconfig",
-        kubeconfig,
-        "--remote",
-        "source=source",
-        "--output",
-        "json",
-    )
-    assert result.exit_code == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = status_report(cli, kubeconfig)
     row = next(r for r in report["providers"] if r["name"] == "source")
     assert row["rotatedAt"]
     untouched = next(r for r in report["providers"] if r["name"] == "destination")
