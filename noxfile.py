@@ -127,8 +127,19 @@ def e2e_kind(session: nox.Session) -> None:
                 created.append(name)
                 config = f"kind-config/{role}.yaml"
                 session.log(f"creating the kind cluster {name} from {config}")
-                kind("create", "cluster", "--name", name, "--config", config, "--wait", "120s")
-                kind("export", "kubeconfig", "--name", name, "--kubeconfig", str(kubeconfig))
+                # Into the session's own kubeconfig: the user's ~/.kube/config is left alone.
+                kind(
+                    "create",
+                    "cluster",
+                    "--name",
+                    name,
+                    "--config",
+                    config,
+                    "--wait",
+                    "120s",
+                    "--kubeconfig",
+                    str(kubeconfig),
+                )
             kubectl("--context", f"kind-{name}", "apply", "-f", "kind-config/crds/")
             kubectl(
                 "--context", f"kind-{name}", "wait", "--for=condition=Established", "crd", "--all"
@@ -173,7 +184,7 @@ def e2e_kind(session: nox.Session) -> None:
         session.run("pytest", "tests/e2e", "-m", "kind", "-ra", *_pytest_args(session), env=env)
     finally:
         for name in [] if "--keep-clusters" in session.posargs else created:
-            kind("delete", "cluster", "--name", name)
+            kind("delete", "cluster", "--name", name, "--kubeconfig", str(kubeconfig))
 
 
 def _write_role_kubeconfig(kind_config: Path, path: Path, urls: dict[str, str]) -> None:
