@@ -248,16 +248,8 @@ def register(
     host: Annotated[
         str | None, typer.Option(help="Context of the MTV host (default: the destination).")
     ] = None,
-    kubeconfig: Annotated[
-        Path | None,
-        typer.Option(help="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)."),
-    ] = None,
-    mtv_namespace: Annotated[
-        str | None,
-        typer.Option(
-            help="MTV namespace on the host (default: openshift-mtv, then konveyor-forklift)."
-        ),
-    ] = None,
+    kubeconfig: KubeconfigOption = None,
+    mtv_namespace: MtvNamespaceOption = None,
     source_name: Annotated[
         str | None,
         typer.Option(help="Provider name of the source (default: its context, DNS-1123)."),

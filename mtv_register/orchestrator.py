@@ -94,12 +94,30 @@ def validate(options: PairOptions) -> None:
     _validate(options)
 
 
-def _validate(options: PairOptions) -> None:
+def _check_distinct(options: PairOptions) -> None:
     if options.source == options.destination:
         raise errors.UsageError(
             f'the source and the destination are the same context ("{options.source}")',
             fix="pass two different contexts with --source and --destination",
         )
+
+
+def _connect_pair(
+    options: PairOptions,
+) -> tuple[clusters.Kubeconfig, list[Side], dict[str, Kube]]:
+    """The kubeconfig, the pair's sides each with its client, and one client per context (the
+    host's too)."""
+    kubeconfig = clusters.load_kubeconfig(options.kubeconfig)
+    sides = sides_of(options)
+    contexts = {options.host_context, *(s.context for s in sides)}
+    kubes = {ctx: _connect(kubeconfig, ctx, options) for ctx in contexts}
+    for side in sides:
+        side.kube = kubes[side.context]
+    return kubeconfig, sides, kubes
+
+
+def _validate(options: PairOptions) -> None:
+    _check_distinct(options)
     if options.timeout <= 0:
         raise errors.UsageError(
             f"--timeout must be more than 0s, not {options.timeout:g}s",
@@ -260,15 +278,10 @@ def register_pair(
     _validate(options)
     deadline = time.monotonic() + options.timeout
     say = progress or (lambda message: None)
-    kubeconfig = clusters.load_kubeconfig(options.kubeconfig)
-    sides = sides_of(options)
-    contexts = {options.host_context, *(s.context for s in sides)}
-    kubes = {ctx: _connect(kubeconfig, ctx, options) for ctx in contexts}
+    kubeconfig, sides, kubes = _connect_pair(options)
     recorder = _Recorder(progress)
     try:
         remote = [s for s in sides if not s.uses_host_provider]
-        for side in sides:
-            side.kube = kubes[side.context]
         host = kubes[options.host_context]
 
         say(f"preflight: MTV host {host.context}, {', '.join(s.context for s in remote)}")
@@ -570,14 +583,8 @@ def _render(
 def unregister_pair(
     options: PairOptions, *, keep_remote: bool = False, progress: Progress | None = None
 ) -> list[Change]:
-    if options.source == options.destination:
-        raise errors.UsageError(
-            "the source and the destination are the same context", fix="pass two different contexts"
-        )
-    kubeconfig = clusters.load_kubeconfig(options.kubeconfig)
-    sides = sides_of(options)
-    contexts = {options.host_context, *(s.context for s in sides)}
-    kubes = {ctx: _connect(kubeconfig, ctx, options) for ctx in contexts}
+    _check_distinct(options)
+    _, sides, kubes = _connect_pair(options)
     recorder = _Recorder(progress)
     try:
         host = kubes[options.host_context]
