@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -80,7 +81,7 @@ def _compared(obj: Obj) -> bool:
 
 
 @dataclass
-class Target:
+class Target(ABC):
     """Three clusters by context (`source`, `destination`, `mtv`) and what tests ask of them."""
 
     kubeconfig: Path
@@ -93,9 +94,9 @@ class Target:
         """The embedded sandbox, or None on real clusters."""
         return None
 
+    @abstractmethod
     def url(self, context: str) -> str:
         """The URL the cluster is registered with: its server in the kubeconfig."""
-        raise NotImplementedError
 
     def root_ca_pem(self, context: str) -> str:
         """The cluster's root CA, as `kube-root-ca.crt` publishes it."""
@@ -103,19 +104,21 @@ class Target:
         assert found is not None, f"{context} publishes no kube-root-ca.crt"
         return str(found["data"]["ca.crt"])
 
+    @abstractmethod
     def serving_ca_pem(self, context: str) -> str:
         """The CA that signs the API server's certificate, as the kubeconfig carries it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def authenticates(self, context: str, token: str) -> bool:
         """Whether the cluster accepts `token` (a TokenReview as the admin)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def find(self, context: str, plural: str, name: str, namespace: str = "") -> Obj | None:
-        raise NotImplementedError
+        """The object, or None where there is none (or its type is not served there)."""
 
+    @abstractmethod
     def list(self, context: str, plural: str, namespace: str | None = None) -> list[Obj]:
-        raise NotImplementedError
+        """The objects of a type, in one namespace or all of them."""
 
     def snapshot(self) -> Snapshot:
         """The objects of the types in RESOURCES on every cluster, by (type, namespace, name)."""
@@ -141,6 +144,7 @@ class Target:
                     found.add(token)
         return found
 
+    @abstractmethod
     def settle(self) -> None:
         """Wait until Forklift has run every connection test already asked of it."""
 
@@ -295,6 +299,9 @@ class ExternalTarget(Target):
             item.setdefault("apiVersion", found.get("apiVersion", version))
             item.setdefault("kind", str(found.get("kind", "")).removesuffix("List"))
         return items
+
+    def settle(self) -> None:
+        """No queue to look into here: the tests that need a verdict wait for it."""
 
     def _forklift_runs(self) -> bool:
         setting = os.environ.get(FORKLIFT_VARIABLE, "").lower()

@@ -56,7 +56,8 @@ MANAGED = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
 CHANGE = re.compile(r"^\s*([A-Z]\w+) (\S+) (.+?) on (.+)$")
 
 
-def pair_args(clusters: Clusters) -> list[str]:
+def cluster_args(clusters: Clusters) -> list[str]:
+    """The kubeconfig and the three contexts of the run."""
     return [
         "--kubeconfig",
         str(clusters.kubeconfig),
@@ -66,6 +67,12 @@ def pair_args(clusters: Clusters) -> list[str]:
         clusters.destination,
         "--host",
         clusters.host,
+    ]
+
+
+def pair_args(clusters: Clusters) -> list[str]:
+    return [
+        *cluster_args(clusters),
         "--source-name",
         PROVIDERS["source"],
         "--destination-name",
@@ -342,14 +349,7 @@ def test_a_cluster_role_without_what_forklift_lists_is_refused_by_real_rbac(
     try:
         result = run_cli(
             "register",
-            "--kubeconfig",
-            str(clusters.kubeconfig),
-            "--source",
-            clusters.source,
-            "--destination",
-            clusters.destination,
-            "--host",
-            clusters.host,
+            *cluster_args(clusters),
             "--source-url",
             clusters.source_url,
             "--destination-url",
@@ -375,14 +375,7 @@ def test_a_cluster_role_without_what_forklift_lists_is_refused_by_real_rbac(
     finally:
         run_cli(
             "unregister",
-            "--kubeconfig",
-            str(clusters.kubeconfig),
-            "--source",
-            clusters.source,
-            "--destination",
-            clusters.destination,
-            "--host",
-            clusters.host,
+            *cluster_args(clusters),
             *identity,
             *names,
             "--role-name",

@@ -356,6 +356,10 @@ def register_args(kubeconfig: Path, *extra: str, host: str | None = "mtv") -> li
     return [*args, "--kubeconfig", str(kubeconfig), *extra]
 
 
+def status_args(target: Target, *extra: str) -> list[str]:
+    return ["status", "--host", target.mtv_context, "--kubeconfig", str(target.kubeconfig), *extra]
+
+
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 

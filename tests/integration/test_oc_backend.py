@@ -55,6 +55,7 @@ from tests.integration.conftest import (
     mark,
     register_args,
     snapshot_difference,
+    status_args,
     wait_for,
 )
 from tests.target import Target
@@ -282,17 +283,7 @@ def test_status_reports_every_provider(
     target.settle()
     start = since(target, backend)
 
-    result = cli(
-        "status",
-        "--host",
-        "mtv",
-        "--kubeconfig",
-        str(kubeconfig),
-        "--remote",
-        "source=source",
-        "-o",
-        "json",
-    )
+    result = cli(*status_args(target, "--remote", "source=source", "-o", "json"))
 
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)

@@ -10,7 +10,7 @@ import pytest
 from mtv_register import clusters, manifests
 from mtv_register.kube import SECRET
 from tests.integration._rotation_support import register
-from tests.integration.conftest import CliRun, register_anywhere
+from tests.integration.conftest import CliRun, register_anywhere, status_args
 from tests.target import Target
 
 STRAY = "mtv-provider-token-stray"
@@ -26,10 +26,9 @@ def add_stray_token_secret(target: Target) -> None:
         source.close()
 
 
-def status_report(cli: CliRun, kubeconfig: str) -> dict[str, Any]:
+def status_report(cli: CliRun, target: Target) -> dict[str, Any]:
     """`status --remote source=source -o json` on the separate host, as parsed JSON."""
-    args = ["--host", "mtv", "--kubeconfig", kubeconfig, "--remote", "source=source"]
-    result = cli("status", *args, "-o", "json")
+    result = cli(*status_args(target, "--remote", "source=source", "-o", "json"))
     assert result.exit_code == 0, result.stderr
     report: dict[str, Any] = json.loads(result.stdout)
     return report
@@ -38,16 +37,15 @@ def status_report(cli: CliRun, kubeconfig: str) -> dict[str, Any]:
 def test_status_names_a_token_secret_left_behind(
     target: Target, cli: CliRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    kubeconfig = str(target.kubeconfig)
     register_anywhere(target, monkeypatch)
     add_stray_token_secret(target)
 
-    report = status_report(cli, kubeconfig)
+    report = status_report(cli, target)
     (remote,) = report["remotes"]
     assert sorted(remote["tokenSecrets"]) == ["mtv-provider-token", STRAY]
     assert remote["leftoverTokenSecrets"] == [STRAY]
     assert not any(row.get("rotatedAt") for row in report["providers"])
-    text = cli("status", "--host", "mtv", "--kubeconfig", kubeconfig, "--remote", "source=source")
+    text = cli(*status_args(target, "--remote", "source=source"))
     assert f"LEFT BEHIND (their tokens still work): {STRAY}" in " ".join(text.stdout.split())
 
 
@@ -55,14 +53,13 @@ def test_status_names_a_token_secret_left_behind(
 def test_status_names_a_token_secret_left_behind_and_the_last_rotation(
     target: Target, cli: CliRun
 ) -> None:
-    kubeconfig = str(target.kubeconfig)
     register(target)
     rotated = cli(
         "rotate",
         "--host",
         "mtv",
         "--kubeconfig",
-        kubeconfig,
+        str(target.kubeconfig),
         "--provider",
         "source",
         "--max-age",
@@ -70,12 +67,12 @@ def test_status_names_a_token_secret_left_behind_and_the_last_rotation(
     )
     assert rotated.exit_code == 0, rotated.stderr
     add_stray_token_secret(target)
-    report = status_report(cli, kubeconfig)
+    report = status_report(cli, target)
     row = next(r for r in report["providers"] if r["name"] == "source")
     assert row["rotatedAt"]
     untouched = next(r for r in report["providers"] if r["name"] == "destination")
     assert not untouched.get("rotatedAt")
     (remote,) = report["remotes"]
     assert remote["leftoverTokenSecrets"] == [STRAY]
-    text = cli("status", "--host", "mtv", "--kubeconfig", kubeconfig, "--remote", "source=source")
+    text = cli(*status_args(target, "--remote", "source=source"))
     assert "LEFT BEHIND" in text.stdout and STRAY in text.stdout

@@ -29,6 +29,7 @@ from tests.integration.conftest import (
     pair_options,
     register_anywhere,
     snapshot_difference,
+    status_args,
     wait_for,
     writes_since,
 )
@@ -49,10 +50,6 @@ def unregister_args(kubeconfig: Path, *extra: str, host: str | None = "mtv") -> 
     if host:
         args += ["--host", host]
     return [*args, "--kubeconfig", str(kubeconfig), *extra]
-
-
-def status_args(target: Target, *extra: str) -> list[str]:
-    return ["status", "--host", target.mtv_context, "--kubeconfig", str(target.kubeconfig), *extra]
 
 
 def break_provider_url(target: Target, name: str) -> None:
