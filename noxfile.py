@@ -1,5 +1,6 @@
-"""Sessions: tests (the default), lint, typecheck, docs, demo, bench, e2e_kind. `nox` alone runs
-tests, lint, typecheck and docs; CI runs `nox -s tests` through `.ci/run`."""
+"""Sessions: tests (the default), lint, typecheck, docs, demo, bench, realstack, e2e_kind. `nox`
+alone runs tests, lint, typecheck and docs; CI runs `nox -s tests`, then `nox -s realstack`,
+through `.ci/run`."""
 
 from __future__ import annotations
 
@@ -64,6 +65,79 @@ def docs(session: nox.Session) -> None:
     fresh = Path(session.create_tmp()).resolve() / "reference.md"
     session.run("python", "scripts/gen_reference.py", "--output", str(fresh))
     session.run("python", "scripts/check_docs.py", "--reference", str(fresh))
+
+
+REALSTACK_OPTIONS = ("--kubernetes", "--forklift")
+REALSTACK_READY = "real clusters ready: "
+
+
+@nox.session(python=PYTHON)
+def realstack(session: nox.Session) -> None:
+    """tests/integration (both backends) and tests/e2e against three real control planes built
+    from the Kubernetes Go modules: `python -m tests.realstack up` (source, destination and a
+    separate MTV host, with Forklift). `-- --kubernetes v1.34.4` picks the other Kubernetes,
+    `-- --forklift v2.10.6` another Forklift (or `none`); other arguments go to pytest. Skips,
+    saying why, where Go is missing. The first run builds the binaries (about 25 minutes on 2
+    cores); later runs take them from the cache."""
+    import shutil
+    import subprocess
+    import time
+
+    if shutil.which("go") is None:
+        session.skip(
+            "the `go` command is not on PATH: the real control planes are built from Go modules "
+            "(Go 1.26+ and the Go module proxy); no cluster was started and no test ran"
+        )
+    session.run("bash", ".ci/install-kubectl", external=True)
+    session.install("-e", ".[test]")
+    chosen, pytest_args = _split_options(session.posargs, REALSTACK_OPTIONS)
+    folder = Path(session.create_tmp()).resolve() / "realstack"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    kubeconfig = folder / "kubeconfig"
+    command = ["python", "-m", "tests.realstack", "up", "--kubeconfig", str(kubeconfig)]
+    command += ["--audit-dir", str(folder / "audit"), *chosen]
+    session.log(" ".join(command))
+    started = time.monotonic()
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert launcher.stdout is not None
+        line = launcher.stdout.readline()
+        if not line.startswith(REALSTACK_READY):
+            session.error(f"the real clusters did not start ({launcher.wait()}): see above")
+        session.log(f"real clusters up after {time.monotonic() - started:.0f}s")
+        session.run(
+            "pytest", "tests/integration", "--clusters", str(kubeconfig), "-ra", *pytest_args
+        )
+        session.run(
+            "pytest",
+            "tests/e2e",
+            "-ra",
+            *pytest_args,
+            env={
+                "MTV_REGISTER_E2E_KUBECONFIG": str(kubeconfig),
+                "MTV_REGISTER_E2E_SOURCE": "source",
+                "MTV_REGISTER_E2E_DESTINATION": "destination",
+                "MTV_REGISTER_E2E_HOST": "mtv",
+            },
+        )
+    finally:
+        launcher.terminate()
+        launcher.wait(60)
+
+
+def _split_options(args: list[str], names: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """`args` split into the options named (with their values) and the rest."""
+    chosen: list[str] = []
+    rest: list[str] = []
+    values = iter(args)
+    for arg in values:
+        name = arg.split("=", 1)[0]
+        if name in names:
+            chosen += [arg] if "=" in arg else [arg, next(values, "")]
+        else:
+            rest.append(arg)
+    return chosen, rest
 
 
 E2E_CLUSTERS = {

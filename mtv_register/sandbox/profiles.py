@@ -261,6 +261,107 @@ BOOTSTRAP_RBAC: tuple[tuple[str, Obj], ...] = (
 )
 
 
+# An object of the profile: (group, version, plural, object).
+Placed = tuple[str, str, str, Obj]
+
+
+def _namespace(name: str) -> Placed:
+    return (
+        "",
+        "v1",
+        "namespaces",
+        {
+            "metadata": {"name": name},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        },
+    )
+
+
+def virtualization_objects(url: str, name: str) -> list[Placed]:
+    """What an OpenShift Virtualization cluster holds beyond its CRDs and a real server's own
+    objects: its namespaces, nodes, the default StorageClass, the `Infrastructure` naming its
+    API URL, and the KubeVirt CR. The real clusters of the test stack get the same."""
+    return [
+        *(_namespace(ns) for ns in ("openshift-config", "openshift-cnv")),
+        *(
+            (
+                "",
+                "v1",
+                "nodes",
+                {"metadata": {"name": node, "labels": {"kubernetes.io/hostname": node}}},
+            )
+            for node in ("worker-0", "worker-1")
+        ),
+        (
+            "storage.k8s.io",
+            "v1",
+            "storageclasses",
+            {
+                "metadata": {
+                    "name": "standard",
+                    "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                },
+                "provisioner": "kubernetes.io/no-provisioner",
+                "reclaimPolicy": "Delete",
+                "volumeBindingMode": "WaitForFirstConsumer",
+            },
+        ),
+        (
+            "config.openshift.io",
+            "v1",
+            "infrastructures",
+            {
+                "metadata": {"name": "cluster"},
+                "spec": {},
+                "status": {
+                    "apiServerURL": url,
+                    "apiServerInternalURI": url,
+                    "platform": "None",
+                    "infrastructureName": name,
+                },
+            },
+        ),
+        (
+            "kubevirt.io",
+            "v1",
+            "kubevirts",
+            {
+                "metadata": {
+                    "name": "kubevirt-kubevirt-hyperconverged",
+                    "namespace": "openshift-cnv",
+                },
+                "spec": {"configuration": {"developerConfiguration": {"featureGates": []}}},
+            },
+        ),
+    ]
+
+
+def mtv_objects() -> list[Placed]:
+    """Forklift's namespace, its controller settings and the local `host` provider."""
+    return [
+        _namespace(MTV_NAMESPACE),
+        (
+            "forklift.konveyor.io",
+            "v1beta1",
+            "forkliftcontrollers",
+            {
+                "metadata": {"name": "forklift-controller", "namespace": MTV_NAMESPACE},
+                "spec": {"feature_ocp_live_migration": "false"},
+            },
+        ),
+        (
+            "forklift.konveyor.io",
+            "v1beta1",
+            "providers",
+            {
+                "metadata": {"name": "host", "namespace": MTV_NAMESPACE},
+                "spec": {"type": "openshift", "url": ""},
+            },
+        ),
+    ]
+
+
 def _create(cluster: Cluster, group: str, version: str, plural: str, obj: Obj) -> Obj:
     return cluster.store.create(cluster.rtype(group, version, plural), obj)
 
@@ -269,70 +370,13 @@ def install_virtualization(cluster: Cluster) -> None:
     """An OpenShift Virtualization cluster, as far as this project looks at one."""
     for plural, obj in BOOTSTRAP_RBAC:
         _create(cluster, "rbac.authorization.k8s.io", "v1", plural, obj)
-    for name in ("default", "kube-system", "kube-public", "openshift-config", "openshift-cnv"):
-        _create(
-            cluster,
-            "",
-            "v1",
-            "namespaces",
-            {
-                "metadata": {"name": name},
-                "spec": {"finalizers": ["kubernetes"]},
-                "status": {"phase": "Active"},
-            },
-        )
+    for ns in ("default", "kube-system", "kube-public"):  # a real server makes these itself
+        _create(cluster, *_namespace(ns))
     for definition in VIRTUALIZATION_CRDS:
         _create(cluster, "apiextensions.k8s.io", "v1", "customresourcedefinitions", definition)
     _wait_served(cluster, VIRTUALIZATION_CRDS)
-    for node in ("worker-0", "worker-1"):
-        _create(
-            cluster,
-            "",
-            "v1",
-            "nodes",
-            {"metadata": {"name": node, "labels": {"kubernetes.io/hostname": node}}},
-        )
-    _create(
-        cluster,
-        "storage.k8s.io",
-        "v1",
-        "storageclasses",
-        {
-            "metadata": {
-                "name": "standard",
-                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
-            },
-            "provisioner": "kubernetes.io/no-provisioner",
-            "reclaimPolicy": "Delete",
-            "volumeBindingMode": "WaitForFirstConsumer",
-        },
-    )
-    _create(
-        cluster,
-        "config.openshift.io",
-        "v1",
-        "infrastructures",
-        {
-            "metadata": {"name": "cluster"},
-            "spec": {},
-            "status": {
-                "apiServerURL": cluster.url,
-                "apiServerInternalURI": cluster.url,
-                "platform": "None",
-                "infrastructureName": cluster.name,
-            },
-        },
-    )
-    _create(
-        cluster,
-        "kubevirt.io",
-        "v1",
-        "kubevirts",
-        {
-            "metadata": {"name": "kubevirt-kubevirt-hyperconverged", "namespace": "openshift-cnv"},
-            "spec": {"configuration": {"developerConfiguration": {"featureGates": []}}},
-        },
-    )
+    for placed in virtualization_objects(cluster.url, cluster.name):
+        _create(cluster, *placed)
 
 
 def install_mtv(cluster: Cluster) -> None:
@@ -340,37 +384,8 @@ def install_mtv(cluster: Cluster) -> None:
     for definition in FORKLIFT_CRDS:
         _create(cluster, "apiextensions.k8s.io", "v1", "customresourcedefinitions", definition)
     _wait_served(cluster, FORKLIFT_CRDS)
-    _create(
-        cluster,
-        "",
-        "v1",
-        "namespaces",
-        {
-            "metadata": {"name": MTV_NAMESPACE},
-            "spec": {"finalizers": ["kubernetes"]},
-            "status": {"phase": "Active"},
-        },
-    )
-    _create(
-        cluster,
-        "forklift.konveyor.io",
-        "v1beta1",
-        "forkliftcontrollers",
-        {
-            "metadata": {"name": "forklift-controller", "namespace": MTV_NAMESPACE},
-            "spec": {"feature_ocp_live_migration": "false"},
-        },
-    )
-    _create(
-        cluster,
-        "forklift.konveyor.io",
-        "v1beta1",
-        "providers",
-        {
-            "metadata": {"name": "host", "namespace": MTV_NAMESPACE},
-            "spec": {"type": "openshift", "url": ""},
-        },
-    )
+    for placed in mtv_objects():
+        _create(cluster, *placed)
 
 
 def _wait_served(cluster: Cluster, definitions: tuple[Obj, ...]) -> None:
