@@ -227,7 +227,7 @@ def bootstrap(
             current=role,
         )
     unread: Obj | object | None = None if fresh else UNREAD
-    ensure(
+    namespace = ensure(
         kube,
         NAMESPACE,
         manifests.namespace(spec.namespace),
@@ -235,6 +235,18 @@ def bootstrap(
         same=lambda e, d: True,
         current=unread,
     )
+    if namespace["metadata"].get("deletionTimestamp"):
+        # An earlier unregister's namespace, still terminating: nothing can be created in it
+        # until the namespace controller has removed it.
+        wait_namespace_gone(kube, spec.namespace, max(0.0, deadline - time.monotonic()))
+        ensure(
+            kube,
+            NAMESPACE,
+            manifests.namespace(spec.namespace),
+            report,
+            same=lambda e, d: True,
+            current=None,
+        )
     ensure(
         kube,
         SERVICE_ACCOUNT,
@@ -378,8 +390,12 @@ def _events(kube: Kube, namespace: str, name: str, current: Obj, remaining: floa
         yield obj
 
 
-def teardown(kube: Kube, spec: RemoteSpec, report: Report) -> None:
-    """Remove what `bootstrap` created, and only what carries the managed-by label."""
+def teardown(
+    kube: Kube, spec: RemoteSpec, report: Report, *, timeout: float = DEFAULT_TOKEN_TIMEOUT
+) -> None:
+    """Remove what `bootstrap` created, and only what carries the managed-by label; a deleted
+    namespace is waited for until the namespace controller has removed it."""
+    deadline = time.monotonic() + timeout
     selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
     secrets = kube.list(SECRET, spec.namespace, label_selector=selector).get("items", [])
     for secret in secrets:
@@ -400,7 +416,33 @@ def teardown(kube: Kube, spec: RemoteSpec, report: Report) -> None:
             _delete(kube, kind, obj, report)
     if not spec.existing_role:
         _delete_role_if_unbound(kube, spec.role_name, report)
-    _delete_namespace_if_empty(kube, spec.namespace, report)
+    if _delete_namespace_if_empty(kube, spec.namespace, report):
+        wait_namespace_gone(kube, spec.namespace, max(0.0, deadline - time.monotonic()))
+
+
+def wait_namespace_gone(kube: Kube, name: str, timeout: float) -> None:
+    """Until the namespace is gone: a real one stays Terminating while its controller empties
+    it (about 5 s on an idle cluster)."""
+    try:
+        for retry in tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_NamespacePresent),
+            stop=tenacity.stop_after_delay(timeout),
+            wait=tenacity.wait_exponential(multiplier=0.1, max=1.0),
+            reraise=False,
+        ):
+            with retry:
+                if kube.get(NAMESPACE, name) is not None:
+                    raise _NamespacePresent()
+    except tenacity.RetryError:
+        raise errors.WaitTimeout(
+            f'namespace "{name}" on {kube.context} was still terminating after {timeout:.1f}s',
+            fix="check the namespace's finalizers and the kube-controller-manager, or raise "
+            "--timeout; a re-run carries on from here",
+        ) from None
+
+
+class _NamespacePresent(Exception):
+    """The namespace still exists (terminating)."""
 
 
 def _delete(kube: Kube, kind: Kind, obj: Obj, report: Report) -> None:
@@ -449,12 +491,15 @@ def _delete_role_if_unbound(kube: Kube, role_name: str, report: Report) -> None:
     _delete(kube, CLUSTER_ROLE, role, report)
 
 
-def _delete_namespace_if_empty(kube: Kube, name: str, report: Report) -> None:
+def _delete_namespace_if_empty(kube: Kube, name: str, report: Report) -> bool:
+    """True when the namespace was deleted (or was already terminating)."""
     from mtv_register.kube import CONFIG_MAP
 
     namespace = kube.get(NAMESPACE, name)
     if namespace is None or not _managed(namespace):
-        return
+        return False
+    if namespace["metadata"].get("deletionTimestamp"):
+        return True
     leftovers = [
         f"{kind.plural}/{item['metadata']['name']}"
         for kind, defaults in (
@@ -469,8 +514,9 @@ def _delete_namespace_if_empty(kube: Kube, name: str, report: Report) -> None:
         report(
             Change(kube.context, "Namespace", name, "", f"kept (holds {', '.join(leftovers[:3])})")
         )
-        return
+        return False
     _delete(kube, NAMESPACE, namespace, report)
+    return True
 
 
 def _bound_token(

@@ -596,7 +596,13 @@ def unregister_pair(
         if not keep_remote:
             with ThreadPoolExecutor(max_workers=len(remote)) as pool:
                 for future in [
-                    pool.submit(teardown, kubes[s.context], options.remote, recorder)
+                    pool.submit(
+                        teardown,
+                        kubes[s.context],
+                        options.remote,
+                        recorder,
+                        timeout=options.timeout,
+                    )
                     for s in remote
                 ]:
                     future.result()

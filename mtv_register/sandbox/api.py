@@ -158,7 +158,10 @@ def _strict_fields(
     mode = req.query.get("fieldValidation", "Warn")
     if mode == "Strict":
         quoted = ", ".join(f'unknown field "{f}"' for f in unknown)
-        raise status.bad_request(f"strict decoding error: {quoted}")
+        raise status.bad_request(
+            f'{rtype.kind} in version "{rtype.version}" cannot be handled as a {rtype.kind}: '
+            f"strict decoding error: {quoted}"
+        )
     for field in unknown:
         head, _, tail = field.partition(".")
         container = obj.get(head) if tail else obj
@@ -329,7 +332,7 @@ def _create(
     _strict_fields(rtype, req, obj, headers)
     _normalize(rtype, obj)
     if rtype.namespaced:
-        _namespace_accepts(cluster, ns)
+        _namespace_accepts(cluster, ns, rtype, meta.get("name", ""))
     validation.validate(rtype, obj)
     cluster.admit("create", rtype, obj, None, user)
     if _dry_run(req):
@@ -543,7 +546,9 @@ _VERBS = {
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _namespace_accepts(cluster: Cluster, namespace: str) -> None:
+def _namespace_accepts(cluster: Cluster, namespace: str, rtype: ResourceType, name: str) -> None:
+    """The NamespaceLifecycle admission plugin: no new object in a missing or terminating
+    namespace."""
     ns_type = cluster.registry.lookup("", "v1", "namespaces")
     assert ns_type is not None
     found = cluster.store.find(ns_type, "", namespace)
@@ -551,7 +556,18 @@ def _namespace_accepts(cluster: Cluster, namespace: str) -> None:
         raise status.not_found("namespaces", "", namespace)
     if found["metadata"].get("deletionTimestamp"):
         raise status.forbidden(
-            f"unable to create new content in namespace {namespace} because it is being terminated"
+            f'{status.qualified(rtype.plural, rtype.group)} "{name}" is forbidden: unable to '
+            f"create new content in namespace {namespace} because it is being terminated",
+            resource=rtype.plural,
+            group=rtype.group,
+            name=name,
+            causes=[
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": f"namespace {namespace} is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ],
         )
 
 

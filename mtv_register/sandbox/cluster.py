@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +20,8 @@ from mtv_register.sandbox.tokens import Clock, TokenTable
 Obj = dict[str, Any]
 AdmissionHook = Callable[[str, ResourceType, Obj, "Obj | None", UserInfo], None]
 ADMIN_USER = "system:admin"
+NAMESPACE_TERMINATION = 0.5
+LEGACY_TOKEN_LAST_USED = "kubernetes.io/legacy-token-last-used"
 
 
 class Cluster:
@@ -36,6 +40,9 @@ class Cluster:
         self.faults = FaultInjector()
         self.audit = audit or AuditLog()
         self.token_delay = token_delay
+        # A deleted namespace stays Terminating this long before its controller empties it
+        # (a real kube-controller-manager on an idle cluster: about 5 s, docs/testing.md).
+        self.namespace_termination = NAMESPACE_TERMINATION
         self.admission_hooks: list[AdmissionHook] = []
         self.stopping = False
         self.url = ""  # set when the server listens
@@ -82,9 +89,23 @@ class Cluster:
                 stored = (secret.get("data") or {}).get("token", "")
                 if stored != base64.b64encode(token.encode()).decode():
                     return None
+                self._track_legacy_use(secret)
         if record.expires_at is not None and self.clock.now() >= record.expires_at:
             return None
         return record.user
+
+    def _track_legacy_use(self, secret: Obj) -> None:
+        """LegacyServiceAccountTokenTracking: the API server labels a token Secret with the
+        day its token was last used, once a day."""
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        labels = secret["metadata"].get("labels") or {}
+        if labels.get(LEGACY_TOKEN_LAST_USED) == today:
+            return
+        secret["metadata"]["labels"] = {**labels, LEGACY_TOKEN_LAST_USED: today}
+        with contextlib.suppress(
+            status.ApiError
+        ):  # deleted or changed meanwhile: next use tries again
+            self.store.update(self.rtype("", "v1", "secrets"), secret)
 
     # -- admission -------------------------------------------------------------------------
 

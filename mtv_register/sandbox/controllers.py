@@ -191,7 +191,10 @@ class Controllers:
 
     def _after_delete_requested(self, rtype: ResourceType, obj: Obj, policy: str) -> None:
         if rtype.kind == "Namespace":
-            self.scheduler.call_later(0, lambda: self._terminate_namespace(obj["metadata"]["name"]))
+            self.scheduler.call_later(
+                self.cluster.namespace_termination,
+                lambda: self._terminate_namespace(obj["metadata"]["name"]),
+            )
 
     def _terminate_namespace(self, name: str) -> None:
         for rtype in self.cluster.registry.all():

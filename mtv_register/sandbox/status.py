@@ -49,7 +49,7 @@ def qualified(resource: str, group: str) -> str:
 
 
 def _details(resource: str, group: str, name: str) -> dict[str, Any]:
-    details: dict[str, Any] = {"name": name, "kind": resource}
+    details: dict[str, Any] = {"name": name, "kind": resource} if name else {"kind": resource}
     if group:
         details["group"] = group
     return details
@@ -92,7 +92,7 @@ def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str]]) -> 
     if len(causes) > 1:
         text = f"[{text}]"
     details: dict[str, Any] = {
-        "name": name,
+        **({"name": name} if name else {}),  # StatusDetails.name is omitempty
         "kind": kind,
         "causes": [
             {"reason": _cause_reason(message), "message": message, "field": field}
@@ -131,7 +131,14 @@ def unauthorized() -> ApiError:
     return ApiError(401, "Unauthorized", "Unauthorized")
 
 
-def forbidden(message: str, *, resource: str = "", group: str = "", name: str = "") -> ApiError:
+def forbidden(
+    message: str,
+    *,
+    resource: str = "",
+    group: str = "",
+    name: str = "",
+    causes: list[dict[str, str]] | None = None,
+) -> ApiError:
     details: dict[str, Any] = {}
     if resource:
         details = {"kind": resource}
@@ -139,6 +146,8 @@ def forbidden(message: str, *, resource: str = "", group: str = "", name: str = 
             details["group"] = group
         if name:
             details["name"] = name
+    if causes:
+        details["causes"] = causes
     return ApiError(403, "Forbidden", message, details=details or None)
 
 

@@ -38,6 +38,7 @@ from tests.target import (
 )
 
 BACKENDS = ("kubernetes", "oc")
+LEGACY_TOKEN_LAST_USED = "kubernetes.io/legacy-token-last-used"
 T = TypeVar("T")
 Obj = dict[str, Any]
 Snapshot = dict[str, dict[tuple[str, str, str], Obj]]
@@ -417,6 +418,17 @@ def snapshot_difference(before: Snapshot, after: Snapshot) -> dict[str, Obj]:
         if key[0] == "forklift.konveyor.io/providers":
             obj = {k: v for k, v in obj.items() if k != "status"}
             obj["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+        elif key[0] == "/secrets":
+            # The API server labels a token Secret with the day its token was last used.
+            meta = {
+                k: v
+                for k, v in obj["metadata"].items()
+                if k not in ("resourceVersion", "managedFields")
+            }
+            labels = dict(meta.get("labels") or {})
+            labels.pop(LEGACY_TOKEN_LAST_USED, None)
+            meta["labels"] = labels
+            obj = {**obj, "metadata": meta}
         return obj
 
     difference: dict[str, Obj] = {}
