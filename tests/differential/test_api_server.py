@@ -33,6 +33,7 @@ from tests.target import SANDBOX_PROCESS
 
 Obj = dict[str, Any]
 CONTEXT = "source"
+pytestmark = pytest.mark.realstack
 UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 

@@ -28,11 +28,14 @@ CACHE = cache_root()
 BUILT = CACHE / "bin" / ControlPlaneModule(DEFAULT_KUBERNETES).key
 STARTED: list[subprocess.Popen[str]] = []
 
-pytestmark = pytest.mark.skipif(
-    not (BUILT / COMPLETE).is_file(),
-    reason=f"the Kubernetes {DEFAULT_KUBERNETES} binaries are not built here: "
-    "`python -m tests.realstack build` (or `nox -s realstack`) builds them",
-)
+pytestmark = [
+    pytest.mark.realstack,
+    pytest.mark.skipif(
+        not (BUILT / COMPLETE).is_file(),
+        reason=f"the Kubernetes {DEFAULT_KUBERNETES} binaries are not built here: "
+        "`python -m tests.realstack build` (or `nox -s realstack`) builds them",
+    ),
+]
 
 
 def children() -> dict[int, int]:
