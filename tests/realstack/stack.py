@@ -69,6 +69,8 @@ class Stack:
                 self.kubeconfig, MTV, self.forklift, self.folder / "forklift.log"
             )
         self.timings["up"] = time.monotonic() - started
+        starts = ", ".join(f"{k.split()[1]} {v:.0f}s" for k, v in self.timings.items() if " " in k)
+        say(f"up in {self.timings['up']:.0f}s (build {binaries.seconds:.0f}s; {starts})")
 
     def _write_kubeconfig(self) -> None:
         entries = {}
