@@ -25,11 +25,14 @@ from mtv_register.sandbox.cluster import Cluster
 from mtv_register.sandbox.controllers import Controllers
 from mtv_register.sandbox.faults import AuditLog
 from mtv_register.sandbox.forklift import ForkliftController
+from mtv_register.sandbox.forklift_core import ForkliftTiming, version
 from mtv_register.sandbox.profiles import MTV_NAMESPACE, install_mtv, install_virtualization
 from mtv_register.sandbox.server import ApiServer
 from mtv_register.sandbox.tokens import ISSUED_TOKENS
 
-__all__ = ["ISSUED_TOKENS", "MTV_NAMESPACE", "Sandbox", "SandboxCluster"]
+__all__ = ["ISSUED_TOKENS", "MTV_NAMESPACE", "ForkliftTiming", "Sandbox", "SandboxCluster"]
+# How long `start` waits for Forklift to find the host provider Ready, beyond its own delays.
+HOST_READY_MARGIN = 10.0
 
 
 @dataclass
@@ -76,6 +79,8 @@ class Sandbox:
         named_cert: str | None = None,
         audit_dir: Path | None = None,
         forklift: bool = True,
+        forklift_version: str | None = None,
+        forklift_timing: ForkliftTiming | None = None,
     ) -> None:
         if mtv_on not in ("destination", "separate"):
             raise ValueError(f'mtv_on must be "destination" or "separate", not {mtv_on!r}')
@@ -90,6 +95,9 @@ class Sandbox:
         self.named_cert = named_cert
         self.audit_dir = audit_dir
         self.forklift = forklift  # False: the MTV host has Forklift's CRDs but no controller
+        self.forklift_version = version(forklift_version).name  # ValueError when unknown
+        # Forklift's own delays unless told otherwise (the tests pass short ones).
+        self.forklift_timing = forklift_timing or ForkliftTiming()
         if named_cert is not None and named_cert not in self.contexts:
             raise ValueError(f"--named-cert {named_cert!r} is not one of {self.contexts}")
         self.clusters: dict[str, SandboxCluster] = {}
@@ -113,7 +121,23 @@ class Sandbox:
         with ThreadPoolExecutor(max_workers=len(self.contexts)) as pool:
             started = list(pool.map(self._start_cluster, self.contexts))
         self.clusters = {c.context: c for c in started}
+        for sandbox_cluster in started:
+            if sandbox_cluster.forklift is not None:
+                self._wait_host_ready(sandbox_cluster)
         return self
+
+    def _wait_host_ready(self, sandbox_cluster: SandboxCluster) -> None:
+        """A sandbox is ready once Forklift has found its host provider Ready (two passes)."""
+        forklift = sandbox_cluster.forklift
+        assert forklift is not None
+        providers = forklift.providers
+        timing = self.forklift_timing
+
+        def host_ready() -> bool:
+            host = sandbox_cluster.cluster.store.find(providers, MTV_NAMESPACE, "host")
+            return host is None or (host.get("status") or {}).get("phase") == "Ready"
+
+        forklift.wait_for(host_ready, timing.inventory + timing.retry + HOST_READY_MARGIN)
 
     def _start_cluster(self, context: str) -> SandboxCluster:
         audit = AuditLog(self.audit_dir / f"{context}.log" if self.audit_dir else None)
@@ -128,9 +152,15 @@ class Sandbox:
         if context == self.mtv_context:
             install_mtv(cluster)
             if self.forklift:
-                forklift = ForkliftController(cluster)
-                forklift.reconcile(MTV_NAMESPACE, "host")
+                forklift = ForkliftController(
+                    cluster,
+                    server,
+                    forklift_version=self.forklift_version,
+                    timing=self.forklift_timing,
+                )
         server.start()
+        if forklift is not None:
+            forklift.start()
         return SandboxCluster(
             context, cluster, server, controllers, forklift, context == self.mtv_context
         )

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import ssl
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -112,3 +115,19 @@ def issue_serving_cert(
             serialization.NoEncryption(),
         ).decode(),
     )
+
+
+def serving_context(
+    ca: CertificateAuthority, common_name: str, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+) -> ssl.SSLContext:
+    """A TLS server context with a fresh certificate for `hosts`, signed by `ca`."""
+    cert = issue_serving_cert(ca, common_name, hosts)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    with tempfile.TemporaryDirectory() as folder:  # OpenSSL loads keys from files only
+        cert_file, key_file = Path(folder, "tls.crt"), Path(folder, "tls.key")
+        cert_file.write_text(cert.cert_pem)
+        key_file.write_text(cert.key_pem)
+        context.load_cert_chain(cert_file, key_file)
+    return context

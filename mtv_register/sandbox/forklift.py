@@ -1,293 +1,238 @@
-"""Forklift on the MTV host: the provider controller and the provider-Secret admission webhook.
+"""Forklift on the sandbox's MTV host, in-process: the provider controller and forklift-api's
+provider-Secret webhooks, driven by the cluster's store (Driver A).
 
-The controller validates an `openshift` Provider as Forklift does: it reads the Provider's Secret,
-makes the connection test over real HTTPS with that Secret's token and CA against `spec.url`,
-and sets the conditions and phase. A changed Secret is tested again, which is what makes
-in-place credential rotation work.
+The controller is `forklift_loop.ProviderLoop` over the store (Forklift's informer cache), fed by
+the store's listener (its watches); the webhooks hang in the cluster's admission chain, where the
+real API server would call them. `forklift_remote` runs the same loop against a real API server.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
-import http.client
-import json
 import ssl
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
+from mtv_register.sandbox import forklift_admission as admission
 from mtv_register.sandbox import status
 from mtv_register.sandbox.cluster import Cluster
-from mtv_register.sandbox.controllers import Scheduler
+from mtv_register.sandbox.forklift_conditions import Recorded
+from mtv_register.sandbox.forklift_core import (
+    Collector,
+    ConnectionOutcome,
+    ConnectionParams,
+    ForkliftTiming,
+    version,
+)
+from mtv_register.sandbox.forklift_loop import ProviderLoop
+from mtv_register.sandbox.forklift_probe import (
+    API_AGENT,
+    CONTROLLER_AGENT,
+    TEST_RESOURCES,
+    Endpoint,
+    probe,
+)
+from mtv_register.sandbox.patch import JSON_PATCH, apply_patch
+from mtv_register.sandbox.profiles import MTV_NAMESPACE
 from mtv_register.sandbox.rbac import UserInfo
 from mtv_register.sandbox.resources import ResourceType
-from mtv_register.sandbox.store import Event, now_rfc3339
+from mtv_register.sandbox.server import ApiServer
+from mtv_register.sandbox.store import Event
 
 Obj = dict[str, Any]
-# What Forklift's OpenShift connection test lists, cluster-wide, with limit=1.
-CONNECTION_TEST_PATHS = (
-    "/api/v1/namespaces",
-    "/apis/storage.k8s.io/v1/storageclasses",
-    "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions",
-    "/apis/kubevirt.io/v1/virtualmachines",
-    "/apis/instancetype.kubevirt.io/v1beta1/virtualmachineinstancetypes",
-    "/apis/instancetype.kubevirt.io/v1beta1/virtualmachineclusterinstancetypes",
+FORKLIFT_USER_AGENT = CONTROLLER_AGENT
+WEBHOOK = admission.VALIDATING_WEBHOOK
+CONTROLLER_USER = "system:serviceaccount:openshift-mtv:forklift-controller"
+API_USER = "system:serviceaccount:openshift-mtv:forklift-api"
+# The paths of the six lists (with the sandbox's plurals), for tests that grant exactly them.
+CONNECTION_TEST_PATHS = tuple(
+    f"/api/{v}/{n}" if not g else f"/apis/{g}/{v}/{n}" for n, g, v, _ in TEST_RESOURCES
 )
-WEBHOOK = "secret-admitter.forklift.konveyor.io"
-FORKLIFT_USER_AGENT = "forklift-controller (mtv-register sandbox)"
-
-
-@dataclass(frozen=True)
-class TestResult:
-    ok: bool
-    auth_failed: bool = False
-    message: str = ""
-
-
-def _decoded(secret: Obj, key: str) -> str:
-    raw = (secret.get("data") or {}).get(key)
-    return base64.b64decode(raw).decode() if raw else ""
 
 
 def connection_test(
-    url: str,
-    token: str,
-    ca_pem: str,
-    insecure: bool,
-    *,
-    timeout: float = 5.0,
-    paths: tuple[str, ...] = CONNECTION_TEST_PATHS,
-) -> TestResult:
-    parts = urlsplit(url)
-    if insecure:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        try:
-            context = ssl.create_default_context(cadata=ca_pem or None)
-        except ssl.SSLError as err:
-            return TestResult(False, message=f"the CA certificate is not valid: {err.reason}")
-    connection = http.client.HTTPSConnection(
-        parts.hostname or "", parts.port or 443, context=context, timeout=timeout
-    )
-    try:
-        for path in paths:
-            connection.request(
-                "GET",
-                f"{parts.path.rstrip('/')}{path}?limit=1",
-                headers={
-                    "Authorization": f"Bearer {token}",
-                    "Accept": "application/json",
-                    "User-Agent": FORKLIFT_USER_AGENT,
-                },
-            )
-            response = connection.getresponse()
-            body = response.read()
-            if response.status == 200:
-                continue
-            message = _status_message(body) or response.reason
-            if response.status == 401:
-                return TestResult(False, auth_failed=True, message=message)
-            return TestResult(False, message=message)
-    except ssl.SSLCertVerificationError as err:
-        return TestResult(
-            False, message=f'Get "{url}": tls: failed to verify certificate: {err.verify_message}'
-        )
-    except (OSError, http.client.HTTPException) as err:
-        return TestResult(False, message=f'Get "{url}": {err}')
-    finally:
-        connection.close()
-    return TestResult(True)
+    url: str, token: str, ca_pem: str, insecure: bool, *, timing: ForkliftTiming | None = None
+) -> ConnectionOutcome:
+    """Forklift's test of these credentials (`ok`, `message`), outside any controller."""
+    params = ConnectionParams(url, token, ca_pem or None, insecure)
+    return probe(params, _no_host, timing or ForkliftTiming(), CONTROLLER_AGENT)
 
 
-def _status_message(body: bytes) -> str:
-    try:
-        return str(json.loads(body).get("message", ""))
-    except (ValueError, AttributeError):
-        return ""
+def _no_host() -> Endpoint:
+    raise LookupError("no controller credentials outside a controller")
 
 
-def _condition(kind: str, category: str, message: str, reason: str = "Completed") -> Obj:
-    return {
-        "type": kind,
-        "status": "True",
-        "reason": reason,
-        "category": category,
-        "message": message,
-    }
+class _StoreCache:
+    """The store as Forklift's informer cache."""
+
+    def __init__(self, cluster: Cluster, providers: ResourceType, secrets: ResourceType) -> None:
+        self._store, self._providers, self._secrets = cluster.store, providers, secrets
+
+    def providers(self) -> list[Obj]:
+        return self._store.list(self._providers)[0]
+
+    def provider(self, namespace: str, name: str) -> Obj | None:
+        return self._store.find(self._providers, namespace, name)
+
+    def secret(self, namespace: str, name: str) -> Obj | None:
+        return self._store.find(self._secrets, namespace, name)
 
 
 class ForkliftController:
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        server: ApiServer,
+        *,
+        forklift_version: str | None = None,
+        timing: ForkliftTiming | None = None,
+    ) -> None:
         self.cluster = cluster
+        self.release = version(forklift_version)
+        self.timing = timing or ForkliftTiming()
         self.providers = cluster.rtype("forklift.konveyor.io", "v1beta1", "providers")
         self.secrets = cluster.rtype("", "v1", "secrets")
-        self.scheduler = Scheduler(f"{cluster.name}-forklift")
-        self._tested: dict[str, tuple[int, str]] = {}
-        self._lock = threading.Lock()
+        self.events: list[Obj] = []  # the sandbox serves no Event API: they are kept here
+        # forklift-api's Pod gone: the API server cannot call either webhook (a test's switch).
+        self.api_down = False
+        self._server = server
+        groups = ("system:serviceaccounts", "system:masters")
+        self._tokens = {
+            CONTROLLER_AGENT: cluster.add_user(CONTROLLER_USER, groups),
+            API_AGENT: cluster.add_user(API_USER, groups),
+        }
+        self.loop = ProviderLoop(
+            f"{cluster.name}-forklift",
+            _StoreCache(cluster, self.providers, self.secrets),
+            self._write_status,
+            lambda params: self._test(params, CONTROLLER_AGENT),
+            release=self.release,
+            timing=self.timing,
+            record=self._record,
+        )
         cluster.store.add_listener(self._on_event)
-        cluster.admission_hooks.append(self._admit_secret)
+        cluster.admission_hooks.append(self._admit)
+
+    def start(self) -> None:
+        self.loop.start()
 
     def stop(self) -> None:
-        self.scheduler.stop()
+        self.loop.stop()
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """True once every pass already due has run (the periodic ones to come do not count)."""
+        return self.loop.settle(timeout)
+
+    def reconcile(self, namespace: str, name: str, *, force: bool = True) -> None:
+        """One pass now, in the caller's thread, as a Secret event would cause (`force` is
+        kept for callers: a pass always runs)."""
+        del force
+        self.loop.reconcile_now(namespace, name)
+
+    def collector(self, namespace: str, name: str) -> Collector | None:
+        return self.loop.collector(namespace, name)
+
+    def wait_for(self, done: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    # -- the loop's hands ----------------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
-        kind = event.obj.get("kind")
-        if kind == "Provider" and event.type != "DELETED":
-            meta = event.obj["metadata"]
-            key = (meta["namespace"], meta["name"])
-            self.scheduler.call_later(0, lambda: self.reconcile(*key))
-        elif kind == "Provider":
-            with self._lock:
-                self._tested.pop(event.obj["metadata"]["uid"], None)
-        elif kind == "Secret":
-            meta = event.obj["metadata"]
-            providers, _ = self.cluster.store.list(self.providers)
-            for provider in providers:
-                ref = (provider.get("spec") or {}).get("secret") or {}
-                if (ref.get("namespace"), ref.get("name")) == (meta["namespace"], meta["name"]):
-                    self.scheduler.call_later(
-                        0,
-                        functools.partial(
-                            self.reconcile,
-                            provider["metadata"]["namespace"],
-                            provider["metadata"]["name"],
-                            force=True,
-                        ),
-                    )
+        if event.rtype_key == self.providers.key:
+            self.loop.provider_event(event.type, event.obj)
+        elif event.rtype_key == self.secrets.key:
+            self.loop.secret_event(event.obj)
 
-    def reconcile(self, namespace: str, name: str, *, force: bool = False) -> None:
-        provider = self.cluster.store.find(self.providers, namespace, name)
-        if provider is None:
-            return
-        spec = provider.get("spec") or {}
-        ref = spec.get("secret") or {}
-        secret = None
-        if ref.get("name"):
-            secret = self.cluster.store.find(
-                self.secrets, ref.get("namespace") or namespace, ref["name"]
-            )
-        seen = (
-            provider["metadata"].get("generation", 1),
-            secret["metadata"]["resourceVersion"] if secret else "",
-        )
-        with self._lock:
-            if not force and self._tested.get(provider["metadata"]["uid"]) == seen:
-                return
-            self._tested[provider["metadata"]["uid"]] = seen
-        conditions, phase = self._evaluate(spec, secret)
-        previous = {c["type"]: c for c in (provider.get("status") or {}).get("conditions", [])}
-        for condition in conditions:
-            old = previous.get(condition["type"])
-            same = old and all(old.get(k) == condition[k] for k in ("status", "reason", "message"))
-            condition["lastTransitionTime"] = (
-                old["lastTransitionTime"] if same and old else (now_rfc3339())
-            )
-        new_status = {
-            "conditions": conditions,
-            "phase": phase,
-            "observedGeneration": provider["metadata"].get("generation", 1),
-        }
-        if provider.get("status") == new_status:
-            return
-        provider["status"] = new_status
-        provider["metadata"].pop("resourceVersion", None)
-        self.cluster.store.update(self.providers, provider, subresource="status")
+    def _write_status(self, provider: Obj) -> int:
+        try:
+            self.cluster.store.update(self.providers, provider, subresource="status")
+        except status.ApiError as err:
+            return err.code
+        return 200
 
-    def _evaluate(self, spec: Obj, secret: Obj | None) -> tuple[list[Obj], str]:
-        url = spec.get("url", "")
-        if spec.get("type") != "openshift":
-            return [
-                _condition(
-                    "TypeNotSupported",
-                    "Critical",
-                    f"The provider type: `{spec.get('type')}` is not supported.",
-                    "NotSupported",
-                )
-            ], "ValidationFailed"
-        if not url:
-            return self._ready([]), "Ready"  # the local host provider: in-cluster access
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            return [
-                _condition("UrlNotValid", "Critical", "The `url` is not valid.", "Malformed")
-            ], "ValidationFailed"
-        token = _decoded(secret, "token") if secret else ""
-        if secret is None or not token:
-            return [
-                _condition("SecretNotValid", "Critical", "The `secret` is not valid.", "NotValid")
-            ], "ValidationFailed"
-        insecure = _decoded(secret, "insecureSkipVerify").lower() == "true"
-        ca_pem = _decoded(secret, "ca.crt") or _decoded(secret, "cacert")
-        conditions: list[Obj] = []
-        if insecure:
-            conditions.append(
-                _condition(
-                    "ConnectionInsecure",
-                    "Warn",
-                    "TLS is susceptible to machine-in-the-middle attacks "
-                    "when certificate verification is skipped.",
-                    "SkipTLSVerification",
-                )
-            )
-        result = connection_test(url, token, ca_pem, insecure)
-        if result.auth_failed:
-            conditions.append(
-                _condition(
-                    "ConnectionAuthFailed",
-                    "Critical",
-                    f"Connection auth failed: {result.message}",
-                    "Tested",
-                )
-            )
-            return conditions, "ConnectionFailed"
-        if not result.ok:
-            conditions.append(
-                _condition(
-                    "ConnectionTestFailed",
-                    "Critical",
-                    f"Connection test, failed: {result.message}",
-                    "Tested",
-                )
-            )
-            return conditions, "ConnectionFailed"
-        return self._ready(conditions), "Ready"
+    def _test(self, params: ConnectionParams, agent: str) -> ConnectionOutcome:
+        return probe(params, lambda: self._own_endpoint(agent), self.timing, agent)
 
-    @staticmethod
-    def _ready(conditions: list[Obj]) -> list[Obj]:
-        return [
-            *conditions,
-            _condition(
-                "ConnectionTestSucceeded", "Required", "Connection test, succeeded.", "Tested"
-            ),
-            _condition("Validated", "Advisory", "Validation has been completed."),
-            _condition("InventoryCreated", "Required", "The inventory has been loaded."),
-            _condition("Ready", "Required", "The provider is ready."),
-        ]
+    def _own_endpoint(self, agent: str) -> Endpoint:
+        context = ssl.create_default_context(cadata=self._server.serving_ca.pem)
+        return Endpoint(self._server.url, self._tokens[agent], context)
 
-    def _admit_secret(
+    def _record(self, provider: Obj, recorded: tuple[Recorded, ...]) -> None:
+        meta = provider["metadata"]
+        for item in recorded:
+            self.events.append(
+                {
+                    "involvedObject": {
+                        "kind": "Provider",
+                        "namespace": meta["namespace"],
+                        "name": meta["name"],
+                        "uid": meta.get("uid", ""),
+                    },
+                    "type": item.type,
+                    "reason": item.reason,
+                    "message": item.message,
+                    "source": {"component": "provider"},
+                }
+            )
+
+    # -- the webhooks, as the API server calls them ------------------------------------------
+
+    def _admit(
         self, operation: str, rtype: ResourceType, obj: Obj, old: Obj | None, user: UserInfo
     ) -> None:
-        """Forklift's webhook: a provider Secret whose token the provider's server refuses
-        with 401 is not admitted."""
-        labels = obj.get("metadata", {}).get("labels") or {}
-        if (
-            rtype.kind != "Secret"
-            or labels.get("createdForResourceType") != "providers"
-            or (labels.get("createdForProviderType") != "openshift")
-        ):
+        if rtype.key != self.secrets.key or not admission.selected(obj, old):
             return
-        url, token = _decoded(obj, "url"), _decoded(obj, "token")
-        if not url or not token:
-            return
-        insecure = _decoded(obj, "insecureSkipVerify").lower() == "true"
-        ca_pem = _decoded(obj, "ca.crt") or _decoded(obj, "cacert")
-        result = connection_test(url, token, ca_pem, insecure, paths=CONNECTION_TEST_PATHS[:1])
-        if result.auth_failed:
-            raise status.forbidden(
-                f'admission webhook "{WEBHOOK}" denied the request: invalid '
-                f"provider credentials: {result.message}"
+        if self.api_down:
+            raise _call_failed(
+                admission.MUTATING_WEBHOOK,
+                admission.MUTATE_PATH,
+                "dial tcp 172.30.0.10:443: connect: connection refused",
             )
+        request = {"operation": operation.upper(), "object": obj, "oldObject": old}
+        mutated = admission.mutate(request)
+        if mutated is None:  # forklift-api panicked: the connection closes with no answer
+            raise _call_failed(admission.MUTATING_WEBHOOK, admission.MUTATE_PATH, "EOF")
+        if not mutated["allowed"]:
+            raise status.ApiError(*_denied(admission.MUTATING_WEBHOOK, mutated))
+        if mutated.get("patch"):
+            patched = apply_patch(obj, base64.b64decode(mutated["patch"]), JSON_PATCH)
+            obj.clear()
+            obj.update(patched)
+        answers: list[Obj] = []
+
+        def call() -> None:
+            answer, _ = admission.validate(
+                request, self.release, lambda params: self._test(params, API_AGENT)
+            )
+            answers.append(answer)
+
+        caller = threading.Thread(target=call, name="forklift-api", daemon=True)
+        caller.start()
+        caller.join(self.timing.webhook_timeout)
+        if not answers:
+            raise _call_failed(
+                admission.VALIDATING_WEBHOOK, admission.VALIDATE_PATH, "context deadline exceeded"
+            )
+        if not answers[0]["allowed"]:
+            raise status.ApiError(*_denied(admission.VALIDATING_WEBHOOK, answers[0]))
+
+
+def _call_failed(webhook: str, path: str, cause: str) -> status.ApiError:
+    message = admission.call_failure(webhook, MTV_NAMESPACE, path, cause)
+    # apierrors.NewInternalError: the error itself is the one cause.
+    cause_text = message.removeprefix("Internal error occurred: ")
+    return status.ApiError(
+        500, "InternalError", message, details={"causes": [{"message": cause_text}]}
+    )
+
+
+def _denied(webhook: str, response: Obj) -> tuple[int, str, str]:
+    code, message = admission.denial(webhook, response)
+    return code, "", message

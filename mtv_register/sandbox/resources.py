@@ -59,6 +59,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _core("PersistentVolumeClaim", "persistentvolumeclaims", True, "pvc", sub=("status",)),
     _core("Node", "nodes", False, "no", sub=("status",)),
     _core("Pod", "pods", True, "po", sub=("status",)),
+    _core("Event", "events", True, "ev"),
     ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
     ResourceType(
         "rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False
@@ -103,6 +104,23 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         has_generation=True,
     ),
     ResourceType("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",)),
+    # Stored only: the sandbox's own admission chain stands for the webhooks they name.
+    ResourceType(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        False,
+        has_generation=True,
+    ),
+    ResourceType(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        False,
+        has_generation=True,
+    ),
     ResourceType(
         "apps",
         "v1",

@@ -10,17 +10,15 @@ import contextlib
 import json
 import socket
 import ssl
-import tempfile
 import threading
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from mtv_register.sandbox import api, status
-from mtv_register.sandbox.certs import CertificateAuthority, issue_serving_cert
+from mtv_register.sandbox.certs import CertificateAuthority, serving_context
 from mtv_register.sandbox.cluster import Cluster
 from mtv_register.sandbox.rbac import UserInfo, forbidden_message
 from mtv_register.sandbox.request import Request, RequestInfo, Response, request_info
@@ -237,15 +235,7 @@ class ApiServer:
     def __init__(self, cluster: Cluster, serving_ca: CertificateAuthority | None = None) -> None:
         self.cluster = cluster
         self.serving_ca = serving_ca or cluster.ca
-        cert = issue_serving_cert(self.serving_ca, f"{cluster.name}-apiserver")
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.set_alpn_protocols(["http/1.1"])
-        with tempfile.TemporaryDirectory() as folder:
-            cert_file, key_file = Path(folder, "tls.crt"), Path(folder, "tls.key")
-            cert_file.write_text(cert.cert_pem)
-            key_file.write_text(cert.key_pem)
-            context.load_cert_chain(cert_file, key_file)
+        context = serving_context(self.serving_ca, f"{cluster.name}-apiserver")
         self._httpd = _TLSServer(cluster, context)
         host, port = self._httpd.server_address[:2]
         self.url = f"https://{host!s}:{port}"

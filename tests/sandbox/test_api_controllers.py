@@ -265,9 +265,11 @@ def test_a_provider_token_without_permissions_fails_its_connection_test(
     assert 'namespaces is forbidden: User "system:serviceaccount:default:powerless"' in message
 
 
-def test_a_provider_with_a_revoked_token_fails_authentication(
+def test_a_provider_with_a_revoked_token_fails_its_connection_test_not_authentication(
     sandbox: Sandbox, source, mtv
 ) -> None:
+    """Discovery meets the 401 first and wraps it, so Forklift sees code 500: the openshift test
+    never gives ConnectionAuthFailed (which would stop reconciling for good)."""
     token = source_token(source, "revoked", connection_test_rules())
     kubernetes.client.CoreV1Api(source).delete_namespaced_secret("revoked-token", NS)
 
@@ -281,20 +283,24 @@ def test_a_provider_with_a_revoked_token_fails_authentication(
     failed = settled(kubernetes.client.CustomObjectsApi(mtv), "source", "Ready", "ConnectionFailed")
 
     found = conditions(failed)
-    assert "ConnectionAuthFailed" in found
-    assert "ConnectionTestFailed" not in found
+    assert "ConnectionAuthFailed" not in found
+    assert found["ConnectionTestFailed"]["message"] == (
+        "Connection test, failed: Failed to get resource namespaces: "
+        "failed to get server groups: Unauthorized"
+    )
 
 
-def test_skipping_tls_verification_is_ready_with_an_insecure_warning(
+def test_skipping_tls_verification_is_ready_with_no_insecure_condition(
     sandbox: Sandbox, source, mtv
 ) -> None:
+    """`ConnectionInsecure` is for vSphere, oVirt and Hyper-V providers, never openshift."""
     token = source_token(source, "forklift-reader", connection_test_rules())
 
     register(mtv, "source", sandbox["source"].url, token=token, insecureSkipVerify="true")
     ready = settled(kubernetes.client.CustomObjectsApi(mtv), "source", "Ready", "ConnectionFailed")
 
     assert ready["status"]["phase"] == "Ready"
-    assert conditions(ready)["ConnectionInsecure"]["category"] == "Warn"
+    assert "ConnectionInsecure" not in conditions(ready)
 
 
 def test_fixing_the_provider_secret_makes_the_provider_ready(sandbox: Sandbox, source, mtv) -> None:
@@ -302,7 +308,7 @@ def test_fixing_the_provider_secret_makes_the_provider_ready(sandbox: Sandbox, s
     ca = sandbox["source"].root_ca_pem
     register(mtv, "source", sandbox["source"].url, token="not-a-token", **{"ca.crt": ca})
     custom = kubernetes.client.CustomObjectsApi(mtv)
-    assert "ConnectionAuthFailed" in conditions(settled(custom, "source", "ConnectionFailed"))
+    assert "ConnectionTestFailed" in conditions(settled(custom, "source", "ConnectionFailed"))
 
     kubernetes.client.CoreV1Api(mtv).replace_namespaced_secret(
         "source-secret",
@@ -311,31 +317,56 @@ def test_fixing_the_provider_secret_makes_the_provider_ready(sandbox: Sandbox, s
     )
 
     ready = settled(custom, "source", "Ready")
-    assert "ConnectionAuthFailed" not in conditions(ready)
+    assert "ConnectionTestFailed" not in conditions(ready)
 
 
-def test_the_webhook_refuses_a_provider_secret_whose_token_is_refused(
-    sandbox: Sandbox, source, mtv
+def test_the_webhook_lets_in_a_provider_secret_whose_token_is_refused(
+    sandbox: Sandbox, mtv
 ) -> None:
-    token = source_token(source, "forklift-reader", connection_test_rules())
+    """forklift-api refuses only on a 401 or 400 from the test, which discovery's wrapped 401
+    never is; the mutating webhook adds `insecureSkipVerify: "false"`."""
     core = kubernetes.client.CoreV1Api(mtv)
     url, ca = sandbox["source"].url, sandbox["source"].root_ca_pem
 
-    with pytest.raises(ApiException) as caught:
-        core.create_namespaced_secret(
-            MTV_NAMESPACE,
-            provider_secret("bad", labels=PROVIDER_LABELS, url=url, token="nope", **{"ca.crt": ca}),
-        )
     admitted = core.create_namespaced_secret(
         MTV_NAMESPACE,
-        provider_secret("good", labels=PROVIDER_LABELS, url=url, token=token, **{"ca.crt": ca}),
+        provider_secret("bad", labels=PROVIDER_LABELS, url=url, token="nope", **{"ca.crt": ca}),
     )
 
-    assert caught.value.status == 403
+    assert sorted(admitted.data) == ["ca.crt", "insecureSkipVerify", "token", "url"]
+    assert base64.b64decode(admitted.data["insecureSkipVerify"]) == b"false"
+
+
+@pytest.mark.parametrize(
+    ("labels", "data", "message"),
+    [
+        (
+            {"createdForResourceType": "providers"},
+            {"token": "t"},
+            "provider secret is labeled with 'createdForResourceType' but without "
+            "'createdForProviderType'",
+        ),
+        (
+            PROVIDER_LABELS,
+            {"token": "t", "insecure": "true", "ca.crt": "a CA"},
+            "received a request to add insecure provider with a CA certificate",
+        ),
+    ],
+)
+def test_the_webhook_refuses_a_malformed_provider_secret_with_400(
+    mtv, labels: dict[str, str], data: dict[str, str], message: str
+) -> None:
+    core = kubernetes.client.CoreV1Api(mtv)
+
+    with pytest.raises(ApiException) as caught:
+        core.create_namespaced_secret(
+            MTV_NAMESPACE, provider_secret("malformed", labels=labels, **data)
+        )
+
+    assert caught.value.status == 400
     body = json.loads(caught.value.body)
-    assert body["message"].startswith(f'admission webhook "{WEBHOOK}" denied the request')
-    assert missing(lambda: core.read_namespaced_secret("bad", MTV_NAMESPACE))
-    assert admitted.metadata.name == "good"
+    assert body["message"] == f'admission webhook "{WEBHOOK}" denied the request: {message}'
+    assert missing(lambda: core.read_namespaced_secret("malformed", MTV_NAMESPACE))
 
 
 # -- a named serving certificate -------------------------------------------------------------
