@@ -1,9 +1,11 @@
-"""Sessions: tests (the default), lint, typecheck, docs, demo, bench, realstack, e2e_kind. `nox`
-alone runs tests, lint, typecheck and docs; CI runs `nox -s tests`, then `nox -s realstack`,
-through `.ci/run`."""
+"""Sessions: tests (the default), lint, typecheck, docs, demo, bench, realstack,
+realstack_forklift, e2e_kind. `nox` alone runs tests, lint, typecheck and docs; CI runs
+`nox -s tests`, then `nox -s realstack`, through `.ci/run`."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,33 +82,9 @@ def realstack(session: nox.Session) -> None:
     `-- --forklift v2.10.6` another Forklift (or `none`); other arguments go to pytest. Skips,
     saying why, where Go is missing. The first run builds the binaries (about 25 minutes on 2
     cores); later runs take them from the cache."""
-    import shutil
-    import subprocess
-    import time
-
-    if shutil.which("go") is None:
-        session.skip(
-            "the `go` command is not on PATH: the real control planes are built from Go modules "
-            "(Go 1.26+ and the Go module proxy); no cluster was started and no test ran"
-        )
-    session.run("bash", ".ci/install-kubectl", external=True)
-    session.install("-e", ".[test]")
     chosen, pytest_args = _split_options(session.posargs, REALSTACK_OPTIONS)
-    folder = Path(session.create_tmp()).resolve() / "realstack"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    kubeconfig = folder / "kubeconfig"
-    command = ["python", "-m", "tests.realstack", "up", "--kubeconfig", str(kubeconfig)]
-    command += ["--audit-dir", str(folder / "audit"), *chosen]
-    session.log(" ".join(command))
-    started = time.monotonic()
-    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert launcher.stdout is not None
-        line = launcher.stdout.readline()
-        if not line.startswith(REALSTACK_READY):
-            session.error(f"the real clusters did not start ({launcher.wait()}): see above")
-        session.log(f"real clusters up after {time.monotonic() - started:.0f}s")
+    _realstack_prepare(session)
+    with _real_clusters(session, chosen) as kubeconfig:
         session.run(
             "pytest", "tests/integration", "--clusters", str(kubeconfig), "-ra", *pytest_args
         )
@@ -131,6 +109,68 @@ def realstack(session: nox.Session) -> None:
                 "MTV_REGISTER_E2E_HOST": "mtv",
             },
         )
+
+
+FORKLIFT_VERSIONS = ("v2.12.5", "v2.11.7", "v2.10.6")
+
+
+@nox.session(python=PYTHON)
+def realstack_forklift(session: nox.Session) -> None:
+    """Every `needs_forklift` test of tests/integration on the real clusters once per Forklift
+    release (v2.12.5, v2.11.7, v2.10.6), each on clusters of its own. `-- --kubernetes v1.34.4`
+    picks the other Kubernetes; other arguments go to pytest."""
+    chosen, pytest_args = _split_options(session.posargs, ("--kubernetes",))
+    _realstack_prepare(session)
+    for version in FORKLIFT_VERSIONS:
+        session.log(f"Forklift {version}")
+        with _real_clusters(session, [*chosen, "--forklift", version]) as kubeconfig:
+            session.run(
+                "pytest",
+                "tests/integration",
+                "--clusters",
+                str(kubeconfig),
+                "-m",
+                "needs_forklift",
+                "-ra",
+                *pytest_args,
+            )
+
+
+def _realstack_prepare(session: nox.Session) -> None:
+    import shutil
+
+    if shutil.which("go") is None:
+        session.skip(
+            "the `go` command is not on PATH: the real control planes are built from Go modules "
+            "(Go 1.26+ and the Go module proxy); no cluster was started and no test ran"
+        )
+    session.run("bash", ".ci/install-kubectl", external=True)
+    session.install("-e", ".[test]")
+
+
+@contextlib.contextmanager
+def _real_clusters(session: nox.Session, options: list[str]) -> Iterator[Path]:
+    """`python -m tests.realstack up` with `options`, until the block ends: its kubeconfig."""
+    import shutil
+    import subprocess
+    import time
+
+    folder = Path(session.create_tmp()).resolve() / "realstack"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    kubeconfig = folder / "kubeconfig"
+    command = ["python", "-m", "tests.realstack", "up", "--kubeconfig", str(kubeconfig)]
+    command += ["--audit-dir", str(folder / "audit"), *options]
+    session.log(" ".join(command))
+    started = time.monotonic()
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert launcher.stdout is not None
+        line = launcher.stdout.readline()
+        if not line.startswith(REALSTACK_READY):
+            session.error(f"the real clusters did not start ({launcher.wait()}): see above")
+        session.log(f"real clusters up after {time.monotonic() - started:.0f}s")
+        yield kubeconfig
     finally:
         launcher.terminate()
         launcher.wait(60)

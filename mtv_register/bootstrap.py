@@ -63,6 +63,9 @@ class RemoteSpec:
     existing_role: bool = False  # --cluster-role: bind a role that exists, create none
     token_type: str = "secret"  # "secret": long-lived token Secret; "bound": TokenRequest
     token_ttl: int = 86_400  # seconds, for bound tokens
+    # A Submariner destination: an additional role lets the account manage ServiceExports
+    # (True), or no longer (False: removed); None leaves it as it is.
+    submariner: bool | None = None
 
     @property
     def token_secret(self) -> str:
@@ -82,11 +85,20 @@ class RemoteSpec:
             if self.bound
             else [manifests.token_secret(self.service_account, self.namespace)]
         )
+        submariner = (
+            [
+                manifests.submariner_role(self.role_name),
+                manifests.submariner_binding(self.service_account, self.namespace, self.role_name),
+            ]
+            if self.submariner
+            else []
+        )
         return [
             *objects,
             manifests.namespace(self.namespace),
             manifests.service_account(self.service_account, self.namespace),
             manifests.cluster_role_binding(self.service_account, self.namespace, self.role_name),
+            *submariner,
             *token,
         ]
 
@@ -256,6 +268,19 @@ def bootstrap(
         current=unread,
     )
     _ensure_binding(kube, spec, report, fresh=fresh)
+    if spec.submariner:
+        for kind, desired, same, merge in (
+            (CLUSTER_ROLE, manifests.submariner_role(spec.role_name), _role_same, _role_merge),
+            (
+                CLUSTER_ROLE_BINDING,
+                manifests.submariner_binding(spec.service_account, spec.namespace, spec.role_name),
+                _binding_same,
+                _binding_merge,
+            ),
+        ):
+            ensure(kube, kind, desired, report, same=same, merge=merge, current=unread)
+    elif spec.submariner is False:
+        _remove_submariner(kube, spec, report)
     if spec.bound:
         return _bound_token(kube, spec, report, unread, reuse=reuse)
     if reuse is not None:
@@ -414,10 +439,18 @@ def teardown(
         obj = kube.get(kind, name, namespace)
         if obj is not None:
             _delete(kube, kind, obj, report)
+    _remove_submariner(kube, spec, report)
     if not spec.existing_role:
         _delete_role_if_unbound(kube, spec.role_name, report)
     if _delete_namespace_if_empty(kube, spec.namespace, report):
         wait_namespace_gone(kube, spec.namespace, max(0.0, deadline - time.monotonic()))
+
+
+def _remove_submariner(kube: Kube, spec: RemoteSpec, report: Report) -> None:
+    binding = kube.get(CLUSTER_ROLE_BINDING, spec.service_account + manifests.SUBMARINER_SUFFIX)
+    if binding is not None:
+        _delete(kube, CLUSTER_ROLE_BINDING, binding, report)
+        _delete_role_if_unbound(kube, binding["roleRef"]["name"], report)
 
 
 def wait_namespace_gone(kube: Kube, name: str, timeout: float) -> None:

@@ -201,18 +201,28 @@ def _interactive(flag: bool | None, yes: bool) -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
+def _print_version(value: bool) -> None:
+    """Eager: runs before Typer asks for a command, so `mtv-register --version` works alone."""
+    if value:
+        from mtv_register import __version__
+
+        typer.echo(f"mtv-register {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
     ] = 0,
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
 ) -> None:
-    if version:
-        from mtv_register import __version__
-
-        typer.echo(__version__)
-        raise typer.Exit(0)
+    del version  # handled by its callback
     _state["verbose"] = verbose
     if verbose:
         import logging
@@ -301,6 +311,15 @@ def register(
     legacy_cacert: Annotated[
         bool, typer.Option(help="Also write the CA under the deprecated `cacert` key.")
     ] = True,
+    submariner: Annotated[
+        bool | None,
+        typer.Option(
+            "--submariner/--no-submariner",
+            help="Live migration over Submariner: sets the source Provider's "
+            "settings.submariner and lets the destination's account manage ServiceExports "
+            "(an additional ClusterRole). Left as it is when not given.",
+        ),
+    ] = None,
     token_type: Annotated[
         TokenType,
         typer.Option(
@@ -403,6 +422,7 @@ def register(
         destination_url=destination_url,
         timeout=seconds,
         legacy_cacert=legacy_cacert,
+        submariner=submariner,
         backend=client.value,
         oc_path=oc_path,
     )
@@ -426,18 +446,19 @@ def register(
         _run(lambda: validate(options))  # refused options get their one line, no warning first
         _err("warning: TLS verification is OFF for both providers (insecureSkipVerify: true)")
         _quiet_insecure_requests()
-    progress = (
-        None
-        if output is not Output.text
-        else (lambda line: typer.secho(f"  {line}", err=True, dim=True))
-    )
+
+    def progress(line: str) -> None:
+        if line.startswith("warning: "):
+            _err(line)  # whatever the output format
+        elif output is Output.text:
+            typer.secho(f"  {line}", err=True, dim=True)
+
     with _explaining(explain, output):
         result = _run(lambda: register_pair(options, dry_run=dry_run, progress=progress))
         _print_result(result, output, dry_run)
 
 
 def _register_fleet(defaults: PairOptions, path: Path, parallel: int, output: Output) -> None:
-    from mtv_register.errors import PartialFailure
     from mtv_register.orchestrator import load_pairs, register_fleet
 
     fleet = _run(lambda: load_pairs(path, defaults))
@@ -450,6 +471,13 @@ def _register_fleet(defaults: PairOptions, path: Path, parallel: int, output: Ou
             )
 
     results = _run(lambda: register_fleet(fleet, parallel=parallel, progress=progress))
+    _fleet_report(results, output)
+
+
+def _fleet_report(results: list[Any], output: Output) -> None:
+    """A fleet's results as a table or JSON/YAML; exits 12 (one failed pair: its own code)."""
+    from mtv_register.errors import PartialFailure
+
     if output is Output.json:
         typer.echo(
             json.dumps(
@@ -585,7 +613,8 @@ def status(
     oc_path: OcPathOption = None,
     explain: ExplainOption = False,
 ) -> None:
-    """Every Provider on the MTV host: Ready or not and why, URL, token age, CA expiry."""
+    """Every Provider on the MTV host: Ready or not and why, URL, token age, CA expiry. Exits 10
+    when any Provider is not Ready."""
     from mtv_register import clusters
     from mtv_register.errors import UsageError
     from mtv_register.orchestrator import status as read_status
@@ -619,6 +648,13 @@ def status(
             )
         )
         _print_status(report, output)
+    failing = [row["name"] for row in report["providers"] if not row["ready"]]
+    if failing:
+        from mtv_register.errors import ProviderNotReady
+
+        # What a probe or a CronJob's check keys on: exit 10, as register's failed verdict.
+        _err(f"error: {len(failing)} Provider(s) not Ready: {', '.join(failing)}")
+        raise typer.Exit(ProviderNotReady.exit_code)
 
 
 def _print_status(report: dict[str, Any], output: Output) -> None:
@@ -676,6 +712,14 @@ def _status_table(report: dict[str, Any]) -> None:
         )
     console = Console(width=200)
     console.print(table)
+    for row in report["providers"]:
+        if row.get("caOnlyUnderCacert"):
+            console.print(
+                f"{row['name']}: its Secret carries the CA only under the key cacert, which "
+                "Forklift 2.14 drops: re-run register (it writes ca.crt too)"
+            )
+        if row.get("submariner"):
+            console.print(f"{row['name']}: Submariner is on (spec.settings.submariner)")
     for remote in report["remotes"]:
         present = (
             ", ".join(
@@ -697,8 +741,15 @@ def _status_table(report: dict[str, Any]) -> None:
 
 @app.command()
 def unregister(
-    source: Annotated[str, typer.Option(help="Context of the source cluster.")],
-    destination: Annotated[str, typer.Option(help="Context of the destination cluster.")],
+    source: Annotated[str | None, typer.Option(help="Context of the source cluster.")] = None,
+    destination: Annotated[
+        str | None, typer.Option(help="Context of the destination cluster.")
+    ] = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(help="A fleet file, as register --pairs takes it: unregister every pair."),
+    ] = None,
+    parallel: Annotated[int, typer.Option(min=1, help="With --pairs: pairs at a time.")] = 4,
     host: HostOption = None,
     kubeconfig: KubeconfigOption = None,
     mtv_namespace: MtvNamespaceOption = None,
@@ -728,14 +779,30 @@ def unregister(
     oc_path: OcPathOption = None,
     explain: ExplainOption = False,
 ) -> None:
-    """Remove what `register` created, on every cluster, and nothing else."""
+    """Remove what `register` created, on every cluster, and nothing else: a Provider, or a
+    cluster's credentials, that another registration still uses stays."""
     from mtv_register.bootstrap import RemoteSpec
-    from mtv_register.orchestrator import PairOptions, unregister_pair
+    from mtv_register.errors import UsageError
+    from mtv_register.orchestrator import PairOptions, load_pairs, unregister_fleet, unregister_pair
 
     _check_client(client, oc_path, explain)
+    if pairs is None and (source is None or destination is None):
+        _fail(
+            UsageError(
+                "unregister needs --source and --destination, or --pairs FILE",
+                fix="name the pair's contexts, or pass the fleet file register used",
+            )
+        )
+    if pairs is not None and (source is not None or destination is not None):
+        _fail(
+            UsageError(
+                "--pairs takes the pairs from the file: --source/--destination would be ignored",
+                fix="drop --source and --destination, or drop --pairs",
+            )
+        )
     options = PairOptions(
-        source=source,
-        destination=destination,
+        source=source or "-",
+        destination=destination or "--",
         host=host,
         kubeconfig=kubeconfig,
         mtv_namespace=mtv_namespace,
@@ -747,6 +814,19 @@ def unregister(
         backend=client.value,
         oc_path=oc_path,
     )
+    if pairs is not None:
+        fleet = _run(lambda: load_pairs(pairs, options))
+        if _interactive(interactive, yes) and not typer.confirm(
+            f"Unregister the {len(fleet)} pairs of {pairs}?", default=False
+        ):
+            _err("aborted: nothing was changed")
+            raise typer.Exit(1)
+        with _explaining(explain, output):
+            results = _run(
+                lambda: unregister_fleet(fleet, keep_remote=keep_remote, parallel=parallel)
+            )
+            _fleet_report(results, output)
+        return
     if _interactive(interactive, yes) and not typer.confirm(
         f"Remove the Providers of {source} and {destination} from "
         f"{options.host_context}{'' if keep_remote else ' and their credentials'}?",
@@ -792,6 +872,10 @@ def sandbox_up(
             "Providers are never tested."
         ),
     ] = True,
+    forklift_version: Annotated[
+        str,
+        typer.Option(help="The Forklift release the MTV host imitates: v2.12.5, v2.11.7, v2.10.6."),
+    ] = "v2.12.5",
 ) -> None:
     """Serve simulated clusters until interrupted (SIGINT or SIGTERM)."""
     import signal
@@ -808,6 +892,7 @@ def sandbox_up(
             named_cert=named_cert,
             audit_dir=audit_dir,
             forklift=forklift,
+            forklift_version=forklift_version,
         )
     except ValueError as error:
         _fail(UsageError(str(error)))
@@ -1036,12 +1121,20 @@ def schedule(
     import yaml
 
     from mtv_register import forklift
+    from mtv_register.errors import UsageError
     from mtv_register.rotation import check_cron, schedule_manifests
     from mtv_register.rotation import schedule as write_schedule
 
     _check_client(client, oc_path, explain)
     _duration(max_age, "--max-age")
     _run(lambda: check_cron(every))
+    if not image.strip() or any(c.isspace() for c in image):
+        _fail(
+            UsageError(
+                f"--image {image!r} is not an image reference",
+                fix="pass the image with mtv-register, e.g. quay.io/example/mtv-register:0.1.0",
+            )
+        )
     config_path = str(kubeconfig) if kubeconfig else None
 
     def run() -> list[Any]:

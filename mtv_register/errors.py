@@ -54,6 +54,11 @@ class PreflightError(MtvRegisterError):
     exit_code = 6
 
 
+class WebhookUnavailable(MtvRegisterError):
+    """An admission webhook could not be called (its service down or hung): the API server
+    refused the write with 500 "failed calling webhook", so nothing was written."""
+
+
 class PermissionDenied(MtvRegisterError):
     exit_code = 7
 

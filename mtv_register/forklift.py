@@ -7,12 +7,11 @@ to the Provider, so deleting the Provider removes the Secret.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtv_register import errors, manifests
+from mtv_register import errors, manifests, verdicts
 from mtv_register.bootstrap import Change, Report
 from mtv_register.kube import (
     NAMESPACE,
@@ -22,7 +21,6 @@ from mtv_register.kube import (
     Conflict,
     Kube,
     NotFound,
-    Transient,
 )
 from mtv_register.redaction import remember
 
@@ -30,15 +28,24 @@ Obj = dict[str, Any]
 URL_ANNOTATION = "mtv-register.konveyor.io/url"
 TOKEN_CREATED_ANNOTATION = "mtv-register.konveyor.io/token-created"
 RETEST_ANNOTATION = "mtv-register.konveyor.io/retest-requested-at"
-FAILURE_CONDITIONS = (
-    "ConnectionAuthFailed",
-    "ConnectionTestFailed",
-    "UrlNotValid",
-    "SecretNotValid",
-    "TypeNotSupported",
-)
-# After a changed Secret, how long to wait for Forklift's re-test to show before trusting status.
-RETEST_GRACE_SECONDS = 2.0
+# The pairs a Provider serves, "<source provider>/<destination provider>" comma-separated: a
+# Provider (and its cluster's credentials) goes only with the last of them.
+PAIRS_ANNOTATION = "mtv-register.konveyor.io/pairs"
+
+
+def pair_key(source_provider: str, destination_provider: str) -> str:
+    return f"{source_provider}/{destination_provider}"
+
+
+def pairs_of(provider: Obj | None) -> list[str]:
+    text = (((provider or {}).get("metadata") or {}).get("annotations") or {}).get(
+        PAIRS_ANNOTATION, ""
+    )
+    return sorted({p for p in text.split(",") if p})
+
+
+def _with_pair(provider: Obj | None, pair: str) -> str:
+    return ",".join(sorted({*pairs_of(provider), *([pair] if pair else [])}))
 
 
 @dataclass
@@ -161,11 +168,26 @@ def desired_secret(
     return secret
 
 
-def desired_provider(name: str, namespace: str, url: str) -> Obj:
+Settings = dict[str, "str | None"]  # a None value: the setting is removed
+
+
+def desired_provider(
+    name: str,
+    namespace: str,
+    url: str,
+    settings: Settings | None = None,
+    *,
+    pairs: str = "",
+) -> Obj:
     provider = manifests.provider(
         name, namespace, url=url, secret_name=secret_name_for(name), secret_namespace=namespace
     )
     provider["metadata"]["annotations"] = {URL_ANNOTATION: url}
+    if pairs:
+        provider["metadata"]["annotations"][PAIRS_ANNOTATION] = pairs
+    present = {k: v for k, v in (settings or {}).items() if v is not None}
+    if present:
+        provider["spec"]["settings"] = present
     return provider
 
 
@@ -179,9 +201,12 @@ def ensure_provider(
     *,
     legacy_cacert: bool = True,
     current_secret: Obj | None = None,
+    settings: Settings | None = None,
+    pair: str = "",
 ) -> tuple[Obj, bool]:
     """The provider Secret and Provider as desired; (provider, secret_changed).
-    `current_secret`: the provider Secret as read when the run chose its token."""
+    `current_secret`: the provider Secret as read when the run chose its token; `settings`:
+    the Provider's settings to set (or, with None values, remove); others stay as they are."""
     remember(creds.token)
     secret = desired_secret(name, namespace, creds, legacy_cacert=legacy_cacert)
     # No Provider yet: its Secret is most likely absent too, so create it without a read.
@@ -189,7 +214,13 @@ def ensure_provider(
         kube, secret, report, assume_absent=existing_provider is None, known=current_secret
     )
     provider = _ensure_provider_object(
-        kube, desired_provider(name, namespace, creds.url), existing_provider, report
+        kube,
+        desired_provider(
+            name, namespace, creds.url, settings, pairs=_with_pair(existing_provider, pair)
+        ),
+        existing_provider,
+        report,
+        settings or {},
     )
     _ensure_owner(kube, secret, provider, report, known=stored)
     return provider, secret_changed
@@ -197,18 +228,25 @@ def ensure_provider(
 
 @contextlib.contextmanager
 def _forklift_admission(kube: Kube, meta: Obj) -> Iterator[None]:
-    """Forklift's webhook tests a provider Secret's token on every write: its refusal is Forklift
-    rejecting the credentials, not a permission the user lacks."""
+    """forklift-api's webhook admits every provider Secret write: its denial is Forklift refusing
+    the Secret, not a permission the user lacks; its outage fails the write (failurePolicy Fail)."""
     try:
         yield
+    except errors.WebhookUnavailable as error:
+        raise errors.PreflightError(
+            f'the provider Secret "{meta["namespace"]}/{meta["name"]}" could not be written on '
+            f"{kube.context}: {error.cause}",
+            fix="forklift-api (the forklift-api Deployment and Service in the MTV namespace) must "
+            "be running; check it, then re-run",
+        ) from None
     except errors.MtvRegisterError as error:
         if "admission webhook" not in error.cause:
             raise
         raise errors.ProviderNotReady(
             f'Forklift refused the provider Secret "{meta["namespace"]}/{meta["name"]}" on '
-            f"{kube.context} (ConnectionAuthFailed): {error.cause}",
-            fix="the token does not authenticate at the provider URL (revoked, or the URL is "
-            "another cluster's): re-run to issue a fresh token, or check the URL",
+            f"{kube.context}: {error.cause}",
+            fix="forklift-api's test of the token was refused (401 or 400): re-run to issue a "
+            "fresh token, or check the URL",
         ) from None
 
 
@@ -294,7 +332,9 @@ def _ensure_secret(
     )
 
 
-def _ensure_provider_object(kube: Kube, desired: Obj, existing: Obj | None, report: Report) -> Obj:
+def _ensure_provider_object(
+    kube: Kube, desired: Obj, existing: Obj | None, report: Report, settings: Settings
+) -> Obj:
     meta = desired["metadata"]
     if existing is None:
         try:
@@ -307,24 +347,49 @@ def _ensure_provider_object(kube: Kube, desired: Obj, existing: Obj | None, repo
         else:
             report(Change(kube.context, "Provider", meta["name"], meta["namespace"], "created"))
             return created
-    spec = existing.get("spec") or {}
     wanted = desired["spec"]
-    if all(spec.get(k) == wanted[k] for k in ("type", "url", "secret")) and (
-        (existing["metadata"].get("annotations") or {}).get(URL_ANNOTATION) == wanted["url"]
-    ):
-        report(Change(kube.context, "Provider", meta["name"], meta["namespace"], "unchanged"))
-        return existing
-    patch = {
-        "metadata": {
-            "annotations": meta["annotations"],
-            "labels": meta["labels"],
-            "resourceVersion": existing["metadata"]["resourceVersion"],
-        },
-        "spec": {k: wanted[k] for k in ("type", "url", "secret")},
-    }
-    updated = kube.patch(PROVIDER, meta["name"], patch, meta["namespace"])
-    report(Change(kube.context, "Provider", meta["name"], meta["namespace"], "updated"))
-    return updated
+    ours = meta["annotations"].get(PAIRS_ANNOTATION, "")
+    for _ in range(5):
+        spec = existing.get("spec") or {}
+        annotations = dict(meta["annotations"])
+        if ours:  # the pairs another run added meanwhile stay
+            annotations[PAIRS_ANNOTATION] = ",".join(
+                sorted({*pairs_of(existing), *ours.split(",")})
+            )
+        held = spec.get("settings") or {}
+        found = existing["metadata"].get("annotations") or {}
+        if (
+            all(spec.get(k) == wanted[k] for k in ("type", "url", "secret"))
+            and all(held.get(k) == v for k, v in settings.items())
+            and all(found.get(k) == v for k, v in annotations.items())
+        ):
+            report(Change(kube.context, "Provider", meta["name"], meta["namespace"], "unchanged"))
+            return existing
+        patch = {
+            "metadata": {
+                "annotations": annotations,
+                "labels": meta["labels"],
+                # Guards the pairs read above; Forklift's status writes move it too.
+                "resourceVersion": existing["metadata"]["resourceVersion"],
+            },
+            "spec": {k: wanted[k] for k in ("type", "url", "secret")},
+        }
+        if settings:
+            patch["spec"]["settings"] = dict(settings)  # merge patch: a null removes the key
+        try:
+            updated = kube.patch(PROVIDER, meta["name"], patch, meta["namespace"])
+        except Conflict:
+            current = kube.get(PROVIDER, meta["name"], meta["namespace"])
+            if current is None:
+                raise
+            existing = current
+            continue
+        report(Change(kube.context, "Provider", meta["name"], meta["namespace"], "updated"))
+        return updated
+    raise errors.ConflictError(
+        f'Provider "{meta["namespace"]}/{meta["name"]}" keeps changing on {kube.context}',
+        fix="stop the other writer, then re-run",
+    )
 
 
 def _ensure_owner(
@@ -364,130 +429,6 @@ def _ensure_owner(
         return
 
 
-# -- Forklift's verdict --------------------------------------------------------------------------
-
-
-def conditions(provider: Obj) -> dict[str, Obj]:
-    return {c.get("type", ""): c for c in (provider.get("status") or {}).get("conditions") or []}
-
-
-def verdict(provider: Obj) -> str | None:
-    """ "ready", "failed" or None (not tested yet for this generation)."""
-    status = provider.get("status") or {}
-    generation = provider["metadata"].get("generation", 1)
-    if status.get("observedGeneration", 0) < generation:
-        return None
-    found = conditions(provider)
-    if status.get("phase") == "Ready" and "Ready" in found:
-        return "ready"
-    if any(name in found for name in FAILURE_CONDITIONS):
-        return "failed"
-    return None
-
-
-def failure_message(provider: Obj) -> str:
-    found = conditions(provider)
-    for name in FAILURE_CONDITIONS:
-        if name in found:
-            return f"{name}: {found[name].get('message', '')}"
-    return f"phase {(provider.get('status') or {}).get('phase', 'unknown')}"
-
-
-def wait_ready(
-    kube: Kube, namespace: str, name: str, timeout: float, *, retested: bool = False
-) -> Obj:
-    """Until Forklift reports the Provider Ready; its failure condition ends the wait early.
-
-    `retested`: the Secret just changed, so a verdict seen before Forklift's re-test is trusted
-    only after a status change shows or a short grace period passes.
-    """
-    ready = wait_all_ready(
-        kube, namespace, [name], timeout, retested=frozenset({name} if retested else ())
-    )
-    return ready[name]
-
-
-def wait_all_ready(
-    kube: Kube,
-    namespace: str,
-    names: list[str],
-    timeout: float,
-    *,
-    retested: frozenset[str] = frozenset(),
-) -> dict[str, Obj]:
-    """`wait_ready` for several Providers at once, with one list and one watch of the
-    collection instead of a read and a watch per Provider; a Provider in `retested` is
-    trusted only once its status changes or the grace period passes."""
-    deadline = time.monotonic() + timeout
-    grace_until = time.monotonic() + RETEST_GRACE_SECONDS
-    trusted = {name: name not in retested for name in names}
-    current, version = _listing(kube, namespace)
-    while True:
-        if time.monotonic() >= grace_until:
-            trusted = dict.fromkeys(names, True)
-        pending = []
-        for name in names:
-            provider = current.get(name)
-            if provider is None:
-                raise errors.ProviderNotReady(
-                    f'Provider "{namespace}/{name}" disappeared on {kube.context} while waiting '
-                    "for it",
-                    fix="check who deleted it, then re-run",
-                )
-            state = verdict(provider) if trusted[name] else None
-            if state == "failed":
-                raise errors.ProviderNotReady(
-                    f'Forklift reports Provider "{namespace}/{name}" not ready: '
-                    f"{failure_message(provider)}",
-                    fix="fix the cause above (URL, CA, token or permissions on that cluster), "
-                    "then re-run",
-                )
-            if state != "ready":
-                pending.append(name)
-        if not pending:
-            return {name: current[name] for name in names}
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            name = pending[0]
-            phase = (current[name].get("status") or {}).get("phase", "unknown")
-            raise errors.WaitTimeout(
-                f'Provider "{namespace}/{name}" on {kube.context} was not Ready within '
-                f"{timeout:g}s (phase {phase})",
-                fix="check the forklift-controller pod on the host, or raise --timeout",
-            )
-        window = (
-            remaining
-            if all(trusted.values())
-            else max(0.05, min(remaining, grace_until - time.monotonic()))
-        )
-        try:
-            for event in kube.watch(
-                PROVIDER, namespace, name=None, resource_version=version, timeout=window
-            ):
-                obj = event.get("object") or {}
-                if event.get("type") == "ERROR":
-                    current, version = _listing(kube, namespace)  # e.g. 410: start again
-                    break
-                meta = obj.get("metadata") or {}
-                version = str(meta.get("resourceVersion", version))
-                if event.get("type") == "DELETED":
-                    current.pop(meta.get("name", ""), None)
-                else:
-                    current[meta.get("name", "")] = obj
-                    trusted[meta.get("name", "")] = True  # written after ours: the re-test
-                if meta.get("name") in pending:
-                    break
-        except Transient:
-            current, version = _listing(kube, namespace)
-
-
-def _listing(kube: Kube, namespace: str) -> tuple[dict[str, Obj], str]:
-    """The Providers of the namespace by name, and the resourceVersion to watch from."""
-    listing = kube.list(PROVIDER, namespace)
-    current = {p["metadata"]["name"]: p for p in listing.get("items", [])}
-    return current, str(listing.get("metadata", {}).get("resourceVersion", ""))
-
-
 def request_retest(kube: Kube, namespace: str, name: str, report: Report) -> None:
     """Forklift tests a Provider again when its Secret changes: after the cause of a failed
     verdict was repaired elsewhere (an edited ClusterRole), nothing else would make it look."""
@@ -500,6 +441,73 @@ def request_retest(kube: Kube, namespace: str, name: str, report: Report) -> Non
             SECRET, secret, {"metadata": {"annotations": {RETEST_ANNOTATION: stamp}}}, namespace
         )
     report(Change(kube.context, "Secret", secret, namespace, "touched: Forklift tests it again"))
+
+
+def take_up(kube: Kube, namespace: str, name: str, report: Report) -> str:
+    """After the provider Secret changed: make Forklift use it, and say what proves it did (the
+    resourceVersion its status must show; "" when the new generation's verdict is the proof)."""
+    version, bumped = verdicts.take_up(kube, namespace, name)
+    if bumped:
+        report(
+            Change(
+                kube.context,
+                "Provider",
+                name,
+                namespace,
+                "generation changed: Forklift 2.10 takes the new Secret up only then",
+            )
+        )
+    return version
+
+
+def release_provider(
+    kube: Kube, namespace: str, name: str, pair: str, report: Report
+) -> tuple[bool, str]:
+    """Unregister `pair` from the Provider: (deleted, its URL). The Provider is deleted only when
+    no other pair uses it; otherwise the pair leaves its annotation and the Provider stays.
+    Guarded by resourceVersion, so of two concurrent runs exactly one deletes it."""
+    for _ in range(5):
+        provider = kube.get(PROVIDER, name, namespace)
+        if provider is None:
+            return True, ""
+        url = (provider.get("spec") or {}).get("url", "")
+        if not is_managed(provider):
+            report(
+                Change(
+                    kube.context, "Provider", name, namespace, "kept (not managed by mtv-register)"
+                )
+            )
+            return False, url
+        users = pairs_of(provider)
+        others = [p for p in users if p != pair]
+        if not others:  # the last pair, or one registered before pairs were recorded
+            delete_provider(kube, namespace, name, report)
+            return True, url
+        patch = {
+            "metadata": {
+                "annotations": {PAIRS_ANNOTATION: ",".join(others)},
+                "resourceVersion": provider["metadata"]["resourceVersion"],
+            }
+        }
+        try:
+            if pair in users:
+                kube.patch(PROVIDER, name, patch, namespace)
+        except Conflict:
+            continue
+        report(
+            Change(
+                kube.context,
+                "Provider",
+                name,
+                namespace,
+                f"kept (still used by {', '.join(others)})",
+            )
+        )
+        return False, url
+    raise errors.ConflictError(
+        f'Provider "{namespace}/{name}" keeps changing on {kube.context}',
+        fix="stop the other writer, then re-run",
+    )
 
 
 def delete_provider(kube: Kube, namespace: str, name: str, report: Report) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,9 +98,12 @@ class RetryPolicy:
 class Transient(Exception):
     """A failure worth another try; `retry_after` in seconds when the server said so."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, webhook: str = ""
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.webhook = webhook  # the admission webhook the API server could not call
 
 
 class NotFound(errors.MtvRegisterError):
@@ -297,12 +301,7 @@ class Kube:
                     data = response.data
                     return json.loads(data) if data else {}
         except Transient as failure:
-            raise errors.MtvRegisterError(
-                f"the API server of context {self.context} kept failing, {self.retry.attempts} "
-                f"attempts: {failure}",
-                fix="check the API server's health, then re-run (the tool picks up where it "
-                "stopped)",
-            ) from None
+            raise exhausted(failure, self.context, self.retry.attempts) from None
         raise AssertionError("unreachable")
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
@@ -358,7 +357,7 @@ class Kube:
                 f"TLS to {self.url} (context {self.context}) failed: {_reason(exc)}",
                 fix="check the CA (--ca-source) or the server address",
             ) from None
-        except urllib3.exceptions.NewConnectionError as exc:
+        except urllib3.exceptions.ConnectTimeoutError as exc:  # NewConnectionError is one too
             raise errors.UnreachableError(
                 f"cannot reach {self.url} (context {self.context}): {_reason(exc)}",
                 fix="check that the cluster is up and the kubeconfig's server address",
@@ -378,7 +377,9 @@ class Kube:
         if code in TRANSIENT_CODES:
             retry_after = headers.get("Retry-After") if headers else None
             return Transient(
-                f"{method} {path}: {code} {message}", float(retry_after) if retry_after else None
+                f"{method} {path}: {code} {message}",
+                float(retry_after) if retry_after else None,
+                webhook=_failed_webhook(status) if code == 500 else "",
             )
         if code == 401:
             return errors.AuthenticationFailed(
@@ -406,6 +407,37 @@ def _status_body(data: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def exhausted(failure: Transient, context: str, attempts: int) -> errors.MtvRegisterError:
+    """The error a request that kept failing ends in, for either backend."""
+    if failure.webhook:
+        return errors.WebhookUnavailable(
+            f"the API server of context {context} could not call the admission webhook "
+            f'"{failure.webhook}", {attempts} attempts: {failure}',
+            fix="the webhook's service must be running; re-run once it is",
+        )
+    return errors.MtvRegisterError(
+        f"the API server of context {context} kept failing, {attempts} attempts: {failure}",
+        fix="check the API server's health, then re-run (the tool picks up where it stopped)",
+    )
+
+
+_CALLING_WEBHOOK = re.compile(r'failed calling webhook "([^"]+)"')
+
+
+def _failed_webhook(status: dict[str, Any]) -> str:
+    """The webhook named by kube-apiserver's InternalError for a call that failed (its
+    `ErrCallingWebhook`, which has no field of its own: the cause's message says it)."""
+    if status.get("reason") != "InternalError":
+        return ""
+    causes = (status.get("details") or {}).get("causes") or []
+    texts = [str(c.get("message", "")) for c in causes] + [str(status.get("message", ""))]
+    for text in texts:
+        found = _CALLING_WEBHOOK.search(text)
+        if found:
+            return found.group(1)
+    return ""
 
 
 def _reason(exc: BaseException) -> str:

@@ -177,6 +177,32 @@ def cluster_role_binding(
     }
 
 
+SUBMARINER_SUFFIX: Final = "-submariner"
+# Forklift's live migration with Submariner creates and deletes ServiceExports
+# (`sync-<vm>-<ns>`, `migration-<vm>-<ns>`) on the destination as the destination's identity.
+SUBMARINER_RULES: Final = (
+    _rule("multicluster.x-k8s.io", ("serviceexports",), ("get", "list", "create", "delete")),
+)
+
+
+def submariner_role(role_name: str = DEFAULT_ROLE_NAME) -> Manifest:
+    """The additional ClusterRole of a Submariner destination; the seed's role stays the seed's."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": role_name + SUBMARINER_SUFFIX, "labels": managed_labels()},
+        "rules": copy.deepcopy(list(SUBMARINER_RULES)),
+    }
+
+
+def submariner_binding(
+    service_account: str, namespace: str, role_name: str = DEFAULT_ROLE_NAME
+) -> Manifest:
+    binding = cluster_role_binding(service_account, namespace, role_name + SUBMARINER_SUFFIX)
+    binding["metadata"]["name"] = service_account + SUBMARINER_SUFFIX
+    return binding
+
+
 def token_secret(
     service_account: str,
     namespace: str,

@@ -39,7 +39,16 @@ import openshift_client as oc
 import tenacity
 
 from mtv_register import errors
-from mtv_register.kube import JSON_PATCH, MERGE_PATCH, Kind, Kube, NotFound, RetryPolicy, Transient
+from mtv_register.kube import (
+    JSON_PATCH,
+    MERGE_PATCH,
+    Kind,
+    Kube,
+    NotFound,
+    RetryPolicy,
+    Transient,
+    exhausted,
+)
 from mtv_register.redaction import scrub
 
 Obj = dict[str, Any]
@@ -475,12 +484,7 @@ class OcKube(Kube):
                 with attempt:
                     return self._once(verb, args, stdin, what)
         except Transient as failure:
-            raise errors.MtvRegisterError(
-                f"the API server of context {self.context} kept failing, {self.retry.attempts} "
-                f"attempts: {failure}",
-                fix="check the API server's health, then re-run (the tool picks up where it "
-                "stopped)",
-            ) from None
+            raise exhausted(failure, self.context, self.retry.attempts) from None
         raise AssertionError("unreachable")
 
     def _once(self, verb: str, args: tuple[str, ...], stdin: str | None, what: str) -> str:

@@ -7,12 +7,19 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mtv_register import clusters, errors, forklift, manifests
-from mtv_register.bootstrap import Change, IssuedToken, RemoteSpec, bootstrap, teardown
+from mtv_register import clusters, errors, forklift, manifests, verdicts
+from mtv_register.bootstrap import (
+    Change,
+    IssuedToken,
+    RemoteSpec,
+    bootstrap,
+    teardown,
+    wait_namespace_gone,
+)
 from mtv_register.kube import NAMESPACE, Kube, RetryPolicy
 
 Obj = dict[str, Any]
@@ -36,6 +43,7 @@ class PairOptions:
     destination_url: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     legacy_cacert: bool = True
+    submariner: bool | None = None  # None: the Providers' setting is left as it is
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     backend: str = "kubernetes"  # kubernetes | oc (clusters.BACKENDS)
     oc_path: str | None = None  # with backend "oc": the binary (default: oc, else kubectl)
@@ -280,6 +288,7 @@ def register_pair(
     say = progress or (lambda message: None)
     kubeconfig, sides, kubes = _connect_pair(options)
     recorder = _Recorder(progress)
+    verdict_phase = False
     try:
         remote = [s for s in sides if not s.uses_host_provider]
         host = kubes[options.host_context]
@@ -295,6 +304,19 @@ def register_pair(
             forklift.check_name_free(
                 existing.get(side.provider), side.provider, side.url, host.context
             )
+            if side.provider not in existing:
+                twins = sorted(
+                    name
+                    for name, provider in existing.items()
+                    if (provider.get("spec") or {}).get("url") == side.url
+                )
+                if twins:
+                    say(
+                        f"warning: {side.url} ({side.context}) already has Provider "
+                        f"{', '.join(twins)} on {host.context}; a second one, "
+                        f'"{side.provider}", is created (pass --{side.role}-name '
+                        f"{twins[0]} to use it)"
+                    )
         result = PairResult(host.context, namespace)
         if dry_run:
             return _render(result, sides, options, namespace)
@@ -328,20 +350,29 @@ def register_pair(
                 recorder,
                 legacy_cacert=options.legacy_cacert,
                 current_secret=side.recorded,
+                settings=_settings(side, options),
+                pair=forklift.pair_key(sides[0].provider, sides[1].provider),
             )
-            if not changed and forklift.verdict(provider) == "failed":
+            if not changed and verdicts.verdict(provider) in ("failed", "retrying"):
                 # The tool just proved these credentials: let Forklift see the repaired cause.
                 forklift.request_retest(host, namespace, side.provider, recorder)
                 changed = True
             side.secret_changed = changed and side.provider in existing
+        expected = {
+            side.provider: forklift.take_up(host, namespace, side.provider, recorder)
+            for side in remote
+            if side.secret_changed
+        }
 
         say("waiting for Forklift to test the providers")
-        ready = forklift.wait_all_ready(
+        verdict_phase = True  # from here on, what was saved stays: a re-run repairs it
+        ready = verdicts.wait_all_ready(
             host,
             namespace,
             [side.provider for side in sides],
             max(0.1, deadline - time.monotonic()),
-            retested=frozenset(s.provider for s in sides if s.secret_changed),
+            expected={name: version for name, version in expected.items() if version},
+            progress=progress,
         )
         for side in sides:
             provider = ready[side.provider]
@@ -358,7 +389,10 @@ def register_pair(
         return result
     except (errors.PermissionDenied, errors.AuthenticationFailed, errors.PreflightError) as refusal:
         # Bad input met mid-way (a permission, a name taken): no half-made registration stays.
-        left = _roll_back(kubes, recorder.changes, say)
+        # Forklift's verdict is not such a refusal: the registration stays for status to show.
+        if verdict_phase:
+            raise
+        left = _roll_back(kubes, recorder.changes, say, max(5.0, deadline - time.monotonic()))
         if not left:
             raise
         raise type(refusal)(
@@ -370,7 +404,9 @@ def register_pair(
             kube.close()
 
 
-def _roll_back(kubes: dict[str, Kube], changes: list[Change], say: Progress) -> list[str]:
+def _roll_back(
+    kubes: dict[str, Kube], changes: list[Change], say: Progress, timeout: float = 60.0
+) -> list[str]:
     """Delete every object this run created, newest first; name those that stay."""
     from mtv_register.kube import (
         CLUSTER_ROLE,
@@ -396,6 +432,7 @@ def _roll_back(kubes: dict[str, Kube], changes: list[Change], say: Progress) -> 
         )
     }
     left = []
+    namespaces = []
     for change in reversed(list(changes)):
         kind = kinds.get(change.kind)
         if change.action != "created" or kind is None or change.context not in kubes:
@@ -406,6 +443,15 @@ def _roll_back(kubes: dict[str, Kube], changes: list[Change], say: Progress) -> 
             left.append(f"{change.kind} {change.name} on {change.context}: {failure.cause}")
         else:
             say(f"rolled back: {change.kind} {change.name} on {change.context}")
+            if kind is NAMESPACE:
+                namespaces.append((kubes[change.context], change.name))
+    # A deleted namespace stays Terminating while its controller empties it (seconds).
+    deadline = time.monotonic() + timeout
+    for kube, name in namespaces:
+        try:
+            wait_namespace_gone(kube, name, max(0.0, deadline - time.monotonic()))
+        except errors.MtvRegisterError as failure:
+            left.append(f"Namespace {name} on {kube.context}: {failure.cause}")
     return left
 
 
@@ -425,6 +471,20 @@ def _preflight_host(
     return namespace, existing
 
 
+def _remote_spec(side: Side, options: PairOptions) -> RemoteSpec:
+    """What to create on the side's cluster: a Submariner destination gets the extra role."""
+    if options.submariner is not None and side.role == "destination":
+        return replace(options.remote, submariner=options.submariner)
+    return options.remote
+
+
+def _settings(side: Side, options: PairOptions) -> forklift.Settings | None:
+    """Forklift reads `submariner` on the source Provider only."""
+    if options.submariner is None or side.role != "source":
+        return None
+    return {"submariner": "true" if options.submariner else None}
+
+
 def _bootstrap_side(
     side: Side,
     options: PairOptions,
@@ -437,7 +497,7 @@ def _bootstrap_side(
     kept = _kept_token(side, options, *registered) if registered and reuse is None else None
     side.token = bootstrap(
         side.kube,
-        options.remote,
+        _remote_spec(side, options),
         recorder,
         timeout=max(0.0, deadline - time.monotonic()),
         reuse=reuse or kept,
@@ -454,7 +514,7 @@ def _bootstrap_side(
             if newer is not None and newer.token != kept.token
             else bootstrap(
                 side.kube,
-                options.remote,
+                _remote_spec(side, options),
                 recorder,
                 timeout=max(0.0, deadline - time.monotonic()),
             )
@@ -553,7 +613,7 @@ def _render(
     for side in sides:
         if side.uses_host_provider:
             continue
-        for obj in options.remote.manifests():
+        for obj in _remote_spec(side, options).manifests():
             result.manifests.append((side.context, obj))
         creds = forklift.ProviderCredentials(
             url=side.url,
@@ -572,7 +632,12 @@ def _render(
         )
         result.manifests.append((result.host, manifests.redact(secret)))
         result.manifests.append(
-            (result.host, forklift.desired_provider(side.provider, namespace, side.url))
+            (
+                result.host,
+                forklift.desired_provider(
+                    side.provider, namespace, side.url, _settings(side, options)
+                ),
+            )
         )
     return result
 
@@ -583,18 +648,54 @@ def _render(
 def unregister_pair(
     options: PairOptions, *, keep_remote: bool = False, progress: Progress | None = None
 ) -> list[Change]:
+    """Remove the pair's registration. A Provider another pair still uses stays (the pair
+    leaves its record); a cluster's credentials go only when no Provider on the host points
+    at that cluster any more. Names that match no Provider are refused, touching nothing."""
     _check_distinct(options)
     _, sides, kubes = _connect_pair(options)
     recorder = _Recorder(progress)
     try:
         host = kubes[options.host_context]
         namespace = forklift.find_mtv_namespace(host, options.mtv_namespace)
-        forklift.list_providers(host, namespace)
+        existing = forklift.list_providers(host, namespace)
         remote = [s for s in sides if not s.uses_host_provider]
+        missing = [s for s in remote if s.provider not in existing]
+        if missing:
+            names = ", ".join(sorted(existing)) or "none"
+            raise errors.PreflightError(
+                "no Provider named "
+                + " or ".join(f'"{s.provider}" ({s.role})' for s in missing)
+                + f" on {host.context} in {namespace}; nothing was changed",
+                fix=f"check --source-name/--destination-name (Providers there: {names})",
+            )
+        pair = forklift.pair_key(sides[0].provider, sides[1].provider)
+        released = {
+            s.provider: forklift.release_provider(host, namespace, s.provider, pair, recorder)
+            for s in remote
+        }
+        if keep_remote:
+            return recorder.changes
+        left = forklift.list_providers(host, namespace)
+        gone = []
         for side in remote:
-            forklift.delete_provider(host, namespace, side.provider, recorder)
-        if not keep_remote:
-            with ThreadPoolExecutor(max_workers=len(remote)) as pool:
+            deleted, url = released[side.provider]
+            if not deleted:
+                continue
+            users = sorted(n for n, p in left.items() if (p.get("spec") or {}).get("url") == url)
+            if users:
+                recorder(
+                    Change(
+                        side.context,
+                        "credentials",
+                        options.remote.service_account,
+                        options.remote.namespace,
+                        f"kept (Provider {', '.join(users)} on {host.context} still uses them)",
+                    )
+                )
+            else:
+                gone.append(side)
+        if gone:
+            with ThreadPoolExecutor(max_workers=len(gone)) as pool:
                 for future in [
                     pool.submit(
                         teardown,
@@ -603,13 +704,43 @@ def unregister_pair(
                         recorder,
                         timeout=options.timeout,
                     )
-                    for s in remote
+                    for s in gone
                 ]:
                     future.result()
         return recorder.changes
     finally:
         for kube in kubes.values():
             kube.close()
+
+
+def unregister_fleet(
+    pairs: list[PairOptions], *, keep_remote: bool, parallel: int
+) -> list[FleetResult]:
+    """Unregister every pair, `parallel` at a time; one failing pair never stops the others.
+    Shared Providers and credentials go with the last pair that uses them."""
+
+    def one(options: PairOptions) -> FleetResult:
+        label = f"{options.source} -> {options.destination}"
+        started = time.monotonic()
+        try:
+            changes = unregister_pair(options, keep_remote=keep_remote)
+        except errors.MtvRegisterError as failure:
+            return FleetResult(
+                label,
+                False,
+                time.monotonic() - started,
+                error=failure.line(),
+                exit_code=failure.exit_code,
+            )
+        return FleetResult(
+            label,
+            True,
+            time.monotonic() - started,
+            changed=any(c.action not in ("unchanged",) for c in changes),
+        )
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        return list(pool.map(one, pairs))
 
 
 # -- status --------------------------------------------------------------------------------------
@@ -631,16 +762,18 @@ def provider_status(host: Kube, namespace: str) -> list[Obj]:
             "url": spec.get("url", "") or "(local host)",
             "managed": forklift.is_managed(provider),
             "phase": (provider.get("status") or {}).get("phase", "Unknown"),
-            "ready": forklift.verdict(provider) == "ready",
+            "ready": verdicts.verdict(provider) == "ready",
             "message": "",
             "tokenCreated": "",
             "tokenType": "",
             "tokenExpires": "",
             "caExpires": "",
             "tokenSecret": "",
+            "caOnlyUnderCacert": False,
+            "submariner": (spec.get("settings") or {}).get("submariner") == "true",
         }
-        if forklift.verdict(provider) == "failed":
-            row["message"] = forklift.failure_message(provider)
+        if verdicts.verdict(provider) in ("failed", "retrying"):
+            row["message"] = verdicts.failure_message(provider)
         ref = spec.get("secret") or {}
         secret = (
             host.get(SECRET, ref["name"], ref.get("namespace") or namespace)
@@ -656,7 +789,15 @@ def provider_status(host: Kube, namespace: str) -> list[Obj]:
             row["rotatedAt"] = annotations.get(manifests.ROTATED_AT_ANNOTATION, "")
             import base64
 
-            ca_b64 = (secret.get("data") or {}).get("ca.crt", "")
+            data = secret.get("data") or {}
+            # Forklift 2.12 reads `ca.crt`, then `cacert`, which 2.14 is to drop.
+            row["caOnlyUnderCacert"] = bool(
+                data.get(manifests.PROVIDER_SECRET_LEGACY_CA_KEY)
+                and not data.get(manifests.PROVIDER_SECRET_CA_KEY)
+            )
+            ca_b64 = data.get(manifests.PROVIDER_SECRET_CA_KEY) or data.get(
+                manifests.PROVIDER_SECRET_LEGACY_CA_KEY, ""
+            )
             if ca_b64:
                 try:
                     expiry = clusters.ca_expiry(base64.b64decode(ca_b64).decode())

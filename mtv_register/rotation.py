@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtv_register import errors, forklift, manifests
+from mtv_register import errors, forklift, manifests, verdicts
 from mtv_register.bootstrap import Change, Report, wait_for_token
 from mtv_register.kube import NAMESPACE, SECRET, AlreadyExists, Conflict, Kube, RetryPolicy
 from mtv_register.redaction import remember
@@ -279,9 +279,7 @@ def _rotate_bound(
         )
     )
     try:
-        forklift.wait_ready(
-            host, registration.namespace, registration.name, options.timeout, retested=True
-        )
+        _wait_taken_up(host, registration, options, report)
     except errors.MtvRegisterError as failure:
         _switch_back(host, registration, report)
         raise type(failure)(
@@ -352,7 +350,7 @@ def _rotate(
                 "switched to the new token",
             )
         )
-        forklift.wait_ready(host, registration.namespace, name, options.timeout, retested=True)
+        _wait_taken_up(host, registration, options, report)
     except errors.MtvRegisterError as failure:
         if switched:
             _switch_back(host, registration, report)
@@ -370,6 +368,17 @@ def _rotate(
     finally:
         fresh.close()
     return RotationResult(name, "rotated", old_secret=old_name, new_secret=new_name)
+
+
+def _wait_taken_up(
+    host: Kube, registration: Registration, options: RotateOptions, report: Report
+) -> None:
+    """Until Forklift tested the switched Secret and found it good: on 2.11+ its status names
+    the Secret's resourceVersion; up to 2.10 the Provider's generation is changed first."""
+    version = forklift.take_up(host, registration.namespace, registration.name, report)
+    verdicts.wait_ready(
+        host, registration.namespace, registration.name, options.timeout, secret_version=version
+    )
 
 
 def _create_token_secret(
@@ -640,9 +649,9 @@ def recover_provider(
                 "switched to the recovered token",
             )
         )
-    forklift.wait_ready(
-        host, registration.namespace, registration.name, options.timeout, retested=True
-    )
+        _wait_taken_up(host, registration, options, report)
+    else:
+        verdicts.wait_ready(host, registration.namespace, registration.name, options.timeout)
     selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
     for secret in admin.list(SECRET, token_ns, label_selector=selector).get("items", []):
         annotations = secret["metadata"].get("annotations") or {}
@@ -667,6 +676,17 @@ _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?]+$")
 _CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 
 
+# (name, lowest, highest) of the five fields, as the CronJob controller's parser (robfig/cron)
+# takes them; month and weekday names are accepted as words.
+_CRON_RANGES = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+)
+
+
 def check_cron(expression: str) -> None:
     fields = expression.split()
     if expression.strip() in _CRON_MACROS:
@@ -676,6 +696,14 @@ def check_cron(expression: str) -> None:
             f'--every "{expression}" is not a cron schedule',
             fix='give five fields, e.g. "0 3 * * *" (03:00 daily), or @daily',
         )
+    for text, (name, low, high) in zip(fields, _CRON_RANGES, strict=True):
+        for number in re.findall(r"\d+", text.split("/")[0]):
+            if not low <= int(number) <= high:
+                raise errors.UsageError(
+                    f'--every "{expression}": {number} is out of range for the {name} '
+                    f"({low}-{high})",
+                    fix='give five fields, e.g. "0 3 * * *" (03:00 daily), or @daily',
+                )
 
 
 def schedule_manifests(namespace: str, *, every: str, max_age: str, image: str) -> list[Obj]:

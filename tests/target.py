@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import base64
 import builtins
+import contextlib
+import copy
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -80,6 +81,9 @@ def _compared(obj: Obj) -> bool:
     return namespace not in SYSTEM_NAMESPACES and not namespace.startswith("local-path")
 
 
+TOKEN_CACHE_SECONDS = 10.0  # kube-apiserver's TokenSuccessCacheTTL default
+
+
 @dataclass
 class Target(ABC):
     """Three clusters by context (`source`, `destination`, `mtv`) and what tests ask of them."""
@@ -111,6 +115,17 @@ class Target(ABC):
     @abstractmethod
     def authenticates(self, context: str, token: str) -> bool:
         """Whether the cluster accepts `token` (a TokenReview as the admin)."""
+
+    def refuses(self, context: str, token: str, within: float = TOKEN_CACHE_SECONDS + 5) -> bool:
+        """Whether the cluster stops accepting `token` within `within` seconds: a real
+        kube-apiserver keeps a token it authenticated in its cache for 10 s (its token success
+        cache TTL), so a revoked token keeps working that long there."""
+        deadline = time.monotonic() + within
+        while self.authenticates(context, token):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
 
     @abstractmethod
     def find(self, context: str, plural: str, name: str, namespace: str = "") -> Obj | None:
@@ -147,6 +162,10 @@ class Target(ABC):
     @abstractmethod
     def settle(self) -> None:
         """Wait until Forklift has run every connection test already asked of it."""
+
+    @abstractmethod
+    def forklift_api_down(self) -> contextlib.AbstractContextManager[None]:
+        """While inside: the MTV host's API server cannot call forklift-api's webhooks."""
 
     def provider_phase(self, name: str, namespace: str = MTV_NAMESPACE) -> str:
         provider = self.find(self.mtv_context, "providers", name, namespace)
@@ -194,9 +213,17 @@ class SandboxTarget(Target):
         forklift = self.sandbox[self.mtv_context].forklift
         if forklift is None:
             return
-        done = threading.Event()
-        forklift.scheduler.call_later(0, done.set)
-        assert done.wait(10), "Forklift's queue did not drain"
+        assert forklift.settle(10), "Forklift's queue did not drain"
+
+    @contextlib.contextmanager
+    def forklift_api_down(self) -> Iterator[None]:
+        forklift = self.sandbox[self.mtv_context].forklift
+        assert forklift is not None, "this sandbox runs no Forklift"
+        forklift.api_down = True
+        try:
+            yield
+        finally:
+            forklift.api_down = False
 
 
 class ExternalTarget(Target):
@@ -302,6 +329,39 @@ class ExternalTarget(Target):
 
     def settle(self) -> None:
         """No queue to look into here: the tests that need a verdict wait for it."""
+
+    @contextlib.contextmanager
+    def forklift_api_down(self) -> Iterator[None]:
+        """Every webhook of forklift-api's configurations pointed at a closed port, as if its
+        Pod were gone (the real API server then answers "failed calling webhook"), and put
+        back afterwards."""
+        base = "/apis/admissionregistration.k8s.io/v1"
+        kept: list[tuple[str, Obj]] = []
+        for plural in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+            for item in (self._call(self.mtv_context, "GET", f"{base}/{plural}") or {}).get(
+                "items", []
+            ):
+                hooks = item.get("webhooks") or []
+                if not any(h["name"].endswith(".forklift.konveyor") for h in hooks):
+                    continue
+                kept.append((plural, copy.deepcopy(item)))
+                for hook in hooks:
+                    if hook["name"].endswith(".forklift.konveyor"):
+                        hook["clientConfig"] = {
+                            "url": "https://127.0.0.1:9/validate",
+                            "caBundle": hook["clientConfig"].get("caBundle", ""),
+                        }
+                path = f"{base}/{plural}/{item['metadata']['name']}"
+                self._call(self.mtv_context, "PUT", path, item)
+        assert kept, "no forklift-api webhook is registered on the MTV host"
+        try:
+            yield
+        finally:
+            for plural, item in kept:
+                path = f"{base}/{plural}/{item['metadata']['name']}"
+                current = self._call(self.mtv_context, "GET", path)
+                item["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                self._call(self.mtv_context, "PUT", path, item)
 
     def _forklift_runs(self) -> bool:
         setting = os.environ.get(FORKLIFT_VARIABLE, "").lower()

@@ -28,7 +28,7 @@ import yaml
 
 from mtv_register import manifests
 from mtv_register.sandbox import Sandbox
-from tests.conftest import clusters_option
+from tests.conftest import FAST_FORKLIFT, clusters_option
 from tests.target import SANDBOX_PROCESS
 
 Obj = dict[str, Any]
@@ -326,7 +326,7 @@ def test_the_sandbox_answers_the_script_as_the_real_api_server_does(
     real: Endpoint, tmp_path: Path
 ) -> None:
     suffix = secrets.token_hex(3)
-    with Sandbox() as sandbox:
+    with Sandbox(forklift_timing=FAST_FORKLIFT) as sandbox:
         cluster = sandbox[CONTEXT]
         ca = tmp_path / "sandbox-ca.crt"
         ca.write_text(cluster.serving_ca_pem)

@@ -5,7 +5,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from mtv_register import forklift
 from tests.integration.conftest import CliRun, make_cli
 
 
@@ -13,13 +12,6 @@ from tests.integration.conftest import CliRun, make_cli
 def cli() -> CliRun:
     """The CLI in-process on the default backend, every result checked for leaked tokens."""
     return make_cli()
-
-
-@pytest.fixture(autouse=True)
-def _short_retest_grace(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Forklift's re-test shows within milliseconds in the sandbox; the 2 s grace a real
-    Forklift needs would only slow the matrix down."""
-    monkeypatch.setattr(forklift, "RETEST_GRACE_SECONDS", 0.2)
 
 
 @pytest.fixture(autouse=True)

@@ -27,6 +27,7 @@ from mtv_register.kube import NAMESPACE, Kube, RetryPolicy
 from mtv_register.orchestrator import register_pair
 from mtv_register.rotation import RotateOptions, open_host, rotate_all
 from mtv_register.sandbox import Sandbox
+from tests.conftest import FAST_FORKLIFT
 from tests.hardening import figures
 from tests.hardening.matrix import objects, options, provider_phases
 from tests.integration.conftest import assert_no_token_in_any_form
@@ -39,7 +40,7 @@ _TOKEN_SLOT = re.compile(r"-token(-\*)?$")
 
 
 def _start(tmp: Path, **sandbox_options: Any) -> tuple[Sandbox, Path]:
-    sandbox = Sandbox(mtv_on="separate", **sandbox_options).start()
+    sandbox = Sandbox(mtv_on="separate", forklift_timing=FAST_FORKLIFT, **sandbox_options).start()
     return sandbox, sandbox.write_kubeconfig(tmp / "kubeconfig")
 
 

@@ -14,6 +14,7 @@ from mtv_register.kube import RetryPolicy
 from mtv_register.orchestrator import register_pair
 from mtv_register.rotation import RotateOptions, open_host, rotate_all
 from mtv_register.sandbox import Sandbox
+from tests.conftest import FAST_FORKLIFT
 from tests.hardening import figures
 from tests.hardening.matrix import (
     TOOL_AGENT,
@@ -35,7 +36,7 @@ CONFLICT = {"409 Conflict": {"status": 409}}
 
 
 def _start(tmp: Path) -> tuple[Sandbox, Path]:
-    sandbox = Sandbox(mtv_on="separate").start()
+    sandbox = Sandbox(mtv_on="separate", forklift_timing=FAST_FORKLIFT).start()
     return sandbox, sandbox.write_kubeconfig(tmp / "kubeconfig")
 
 

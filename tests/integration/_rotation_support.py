@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from mtv_register.sandbox import MTV_NAMESPACE
 from mtv_register.sandbox.controllers import TOKEN_TYPE
 from mtv_register.sandbox.forklift import connection_test
 from tests.integration.conftest import pair_options, wait_for
-from tests.target import Target
+from tests.target import TOKEN_CACHE_SECONDS, Target
 
 Obj = dict[str, Any]
 SA = manifests.DEFAULT_SERVICE_ACCOUNT
@@ -25,11 +26,8 @@ HOST = "mtv"
 
 
 def fast_waits(monkeypatch: pytest.MonkeyPatch, target: Target) -> None:
-    """The CLI's clients keep their retry attempts but lose the back-off between them. The
-    sandbox's Forklift re-tests in milliseconds, so there the rotation's grace for it is cut;
-    a real Forklift keeps the grace it needs."""
-    if target.sandbox is not None:
-        monkeypatch.setattr(forklift, "RETEST_GRACE_SECONDS", 0.3)
+    """The CLI's clients keep their retry attempts but lose the back-off between them."""
+    del target
     monkeypatch.setattr(RetryPolicy.__init__, "__defaults__", (6, 0.0, 0.0, False))
 
 
@@ -87,7 +85,8 @@ def provider_object(target: Target, provider: str) -> Obj:
 
 
 def refused_over_https(target: Target, context: str, token: str) -> bool:
-    """True when the cluster's API server answers a request with this token 401."""
+    """True when the cluster's API server answers a request with this token 401 (within its
+    token cache's 10 s, as `Target.refuses`)."""
     client = Kube.from_token(
         target.url(context),
         token,
@@ -95,10 +94,14 @@ def refused_over_https(target: Target, context: str, token: str) -> bool:
         context=f"{context} (old token)",
         retry=RetryPolicy.immediate(),
     )
+    deadline = time.monotonic() + TOKEN_CACHE_SECONDS + 5
     try:
-        client.list(NAMESPACE, limit=1)
-    except errors.AuthenticationFailed:
-        return True
+        while time.monotonic() < deadline:
+            try:
+                client.list(NAMESPACE, limit=1)
+            except errors.AuthenticationFailed:
+                return True
+            time.sleep(0.2)
     finally:
         client.close()
     return False

@@ -21,12 +21,18 @@ from typing import Any, TypeVar
 import pytest
 from typer.testing import CliRunner, Result
 
-from mtv_register import clusters, forklift
+from mtv_register import clusters, verdicts
 from mtv_register.cli import app
 from mtv_register.kube import PROVIDER, USER_AGENT, AlreadyExists, Kube, NotFound, RetryPolicy
 from mtv_register.orchestrator import PairOptions, register_pair
 from mtv_register.sandbox import ISSUED_TOKENS, MTV_NAMESPACE, Sandbox
-from tests.conftest import EXTRA_TOKENS, SandboxFactory, assert_no_token, clusters_option
+from tests.conftest import (
+    EXTRA_TOKENS,
+    FAST_FORKLIFT,
+    SandboxFactory,
+    assert_no_token,
+    clusters_option,
+)
 from tests.sandbox.helpers import wait_for as wait_for  # shared with the sandbox tests
 from tests.target import (
     NO_FORKLIFT,
@@ -128,7 +134,7 @@ def target(_external: ExternalTarget | None, tmp_path: Path) -> Iterator[Target]
         finally:
             _external.reset()
         return
-    sandbox = Sandbox(mtv_on="separate").start()
+    sandbox = Sandbox(mtv_on="separate", forklift_timing=FAST_FORKLIFT).start()
     try:
         kubeconfig = sandbox.write_kubeconfig(tmp_path / "kubeconfig")
         yield SandboxTarget(kubeconfig=kubeconfig, forklift=True, embedded=sandbox)
@@ -331,7 +337,7 @@ def _crd_state(mtv: Kube) -> str:
 def _untested(
     kube: Kube, namespace: str, names: list[str], timeout: float, **_: Any
 ) -> dict[str, Obj]:
-    """What `forklift.wait_all_ready` returns, without waiting for a verdict."""
+    """What `verdicts.wait_all_ready` returns, without waiting for a verdict."""
     return {name: kube.get(PROVIDER, name, namespace) or {} for name in names}
 
 
@@ -344,7 +350,7 @@ def register_anywhere(
     used for the command under test: that needs `needs_forklift`."""
     with monkeypatch.context() as patch:
         if not target.forklift:
-            patch.setattr(forklift, "wait_all_ready", _untested)
+            patch.setattr(verdicts, "wait_all_ready", _untested)
         result = register_pair(pair_options(target.kubeconfig, host=host))
     assert result.changes
     target.settle()

@@ -78,7 +78,6 @@ def test_a_bound_token_rerun_changes_nothing(target: Target) -> None:
 def test_rotate_before_expiry_renews_bound_tokens_with_their_own_credentials(
     target: Target, sandbox: Sandbox, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(forklift, "RETEST_GRACE_SECONDS", 0.2)
     _register_bound(target, 1200)
     old = _token(target, "source")
     for context in sandbox.clusters:

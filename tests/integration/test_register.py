@@ -229,9 +229,12 @@ def test_an_unknown_mtv_namespace_fails_before_anything_is_created(target: Targe
 
 
 @pytest.mark.needs_forklift
-def test_a_token_revoked_after_the_proof_is_refused_by_forklift_and_a_rerun_repairs_it(
+def test_a_token_revoked_after_the_proof_fails_forklifts_test_and_a_rerun_repairs_it(
     target: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Forklift's webhook lets the Secret in (discovery wraps the 401, so its test never says
+    401); the Provider's test then fails with ConnectionTestFailed, never ConnectionAuthFailed,
+    and the tool finds the cause itself: the token is refused (exit 8)."""
     prove = orchestrator._prove_token
     source = admin_client(target.kubeconfig, "source")
 
@@ -242,15 +245,20 @@ def test_a_token_revoked_after_the_proof_is_refused_by_forklift_and_a_rerun_repa
 
     monkeypatch.setattr(orchestrator, "_prove_token", prove_then_revoke)
 
-    with pytest.raises(errors.ProviderNotReady) as caught:
+    with pytest.raises(errors.AuthenticationFailed) as caught:
         register_pair(pair_options(target.kubeconfig))
     source.close()
 
     line = caught.value.line()
-    assert caught.value.exit_code == 10
-    assert "ConnectionAuthFailed" in line
-    assert f'"{MTV_NS}/source-credentials"' in line
-    assert target.find("mtv", "secrets", "source-credentials", MTV_NS) is None
+    assert caught.value.exit_code == 8
+    assert f'Provider "{MTV_NS}/source": ' in line
+    assert "refuses the Provider's token (401 Unauthorized)" in line
+    assert target.find("mtv", "secrets", "source-credentials", MTV_NS) is not None
+    provider = target.find("mtv", "providers", "source", MTV_NS)
+    assert provider is not None
+    found = {c["type"]: c for c in provider["status"]["conditions"]}
+    assert "ConnectionAuthFailed" not in found
+    assert found["ConnectionTestFailed"]["message"].endswith("Unauthorized")
 
     monkeypatch.setattr(orchestrator, "_prove_token", prove)
     result = register_pair(pair_options(target.kubeconfig))

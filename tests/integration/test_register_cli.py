@@ -300,12 +300,13 @@ def test_a_named_certificate_with_the_root_ca_fails_clearly_and_kubeconfig_ca_wo
     "a fault makes the source refuse (401) what Forklift lists after the proof"
 )
 @pytest.mark.needs_forklift
-def test_a_token_forklift_rejects_surfaces_connection_auth_failed(
+def test_a_token_a_forklift_list_refuses_with_401_is_refused_by_forklifts_webhook(
     target: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
-    # The token works for the tool's proof and Forklift's webhook (both list namespaces), but the
-    # source refuses it for the rest of Forklift's connection test: an authenticating proxy or a
-    # revocation in between, as MTV would meet it.
+    # The token works for the tool's proof and for discovery, but the source refuses it (401)
+    # for a list of Forklift's connection test: that 401 comes back unwrapped, so forklift-api's
+    # webhook denies the provider Secret with "Invalid credentials" (it would otherwise become
+    # ConnectionAuthFailed on the Provider).
     target.sandbox["source"].cluster.faults.inject(
         "list", "^/apis/storage.k8s.io/v1/storageclasses$", status=401, count=1000
     )
@@ -314,12 +315,13 @@ def test_a_token_forklift_rejects_surfaces_connection_auth_failed(
 
     assert result.exit_code == 10
     line = one_error_line(result)
-    assert f'Provider "{MTV_NS}/source" not ready: ConnectionAuthFailed' in line
+    assert f'Forklift refused the provider Secret "{MTV_NS}/source-credentials"' in line
+    assert 'admission webhook "secrets.forklift.konveyor" denied the request: Invalid' in line
 
 
 @pytest.mark.sandbox_only("a fault makes the source refuse (403) Forklift's list of VMs")
 @pytest.mark.needs_forklift
-def test_a_url_forklift_cannot_use_surfaces_connection_test_failed(
+def test_a_url_forklift_cannot_use_surfaces_connection_test_failed_and_its_cause(
     target: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     target.sandbox["source"].cluster.faults.inject(
@@ -328,8 +330,13 @@ def test_a_url_forklift_cannot_use_surfaces_connection_test_failed(
 
     result = cli(*register_args(kubeconfig, "--yes"))
 
-    assert result.exit_code == 10
-    assert f'Provider "{MTV_NS}/source" not ready: ConnectionTestFailed' in one_error_line(result)
+    # Forklift says only ConnectionTestFailed; the tool's own run of the same lists names why.
+    assert result.exit_code == 7
+    line = one_error_line(result)
+    assert f'Provider "{MTV_NS}/source": the Provider\'s token may not list what Forklift' in line
+    provider = target.find("mtv", "providers", "source", MTV_NS)
+    assert provider is not None
+    assert "ConnectionTestFailed" in {c["type"] for c in provider["status"]["conditions"]}
 
 
 def test_a_url_of_another_cluster_is_caught_before_forklift_sees_the_token(

@@ -234,7 +234,7 @@ def test_the_cron_jobs_command_as_its_service_account_rotates_every_provider(
     ]
     for provider in PROVIDERS:
         assert provider_token(pair_scheduled, provider) != old[provider]
-        assert not pair_scheduled.authenticates(provider, old[provider])
+        assert pair_scheduled.refuses(provider, old[provider])
         assert refused_over_https(pair_scheduled, provider, old[provider])
     assert_healthy(pair_scheduled)
 

@@ -1,0 +1,54 @@
+"""Inputs refused (or accepted) before any cluster is spoken to."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from mtv_register import __version__
+from mtv_register.cli import app
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    return result.exit_code, result.stdout + result.stderr
+
+
+def test_version_alone_prints_the_version() -> None:
+    assert run("--version") == (0, f"mtv-register {__version__}\n")
+
+
+@pytest.mark.parametrize(
+    ("every", "named"),
+    [
+        ("99 3 * * *", "99 is out of range for the minute (0-59)"),
+        ("0 24 * * *", "24 is out of range for the hour (0-23)"),
+        ("0 3 0 * *", "0 is out of range for the day of month (1-31)"),
+        ("0 3 * 13 *", "13 is out of range for the month (1-12)"),
+        ("0 3 * * 8", "8 is out of range for the day of week (0-7)"),
+        ("0 3 * *", "is not a cron schedule"),
+    ],
+)
+def test_schedule_refuses_a_cron_field_out_of_range(every: str, named: str) -> None:
+    code, output = run("schedule", "--every", every, "--image", "img:1", "--max-age", "30d")
+    assert code == 2
+    assert output.count("\n") == 1 and output.startswith("error: ")
+    assert named in output
+
+
+@pytest.mark.parametrize("every", ["*/15 1-5 1,15 * MON-FRI", "@daily", "0 3 * * 7"])
+def test_schedule_takes_what_the_cronjob_controller_takes(every: str) -> None:
+    code, output = run(
+        "schedule", "--every", every, "--image", "img:1", "--max-age", "30d", "--dry-run",
+        "--kubeconfig", "/nonexistent",
+    )  # fmt: skip
+    assert "out of range" not in output and "not a cron schedule" not in output, output
+    assert code == 3  # it went on, to the kubeconfig
+
+
+@pytest.mark.parametrize("image", ["", " ", "a b"])
+def test_schedule_refuses_an_empty_image(image: str) -> None:
+    code, output = run("schedule", "--every", "@daily", "--image", image, "--max-age", "30d")
+    assert code == 2
+    assert "is not an image reference" in output
