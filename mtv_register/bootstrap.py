@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import tenacity
 
+from mtv_register import deadline as run_deadline
 from mtv_register import errors, manifests
 from mtv_register.kube import (
     CLUSTER_ROLE,
@@ -369,14 +370,15 @@ def wait_for_token(kube: Kube, secret: Obj, timeout: float) -> IssuedToken:
     try:
         for retry in tenacity.Retrying(
             retry=tenacity.retry_if_exception_type((_TokenPending, Transient)),
-            stop=tenacity.stop_after_delay(timeout),
+            stop=tenacity.stop_any(tenacity.stop_after_delay(timeout), run_deadline.out_of_time),
             wait=tenacity.wait_fixed(0.05),
+            sleep=run_deadline.sleep,
             reraise=False,
         ):
             with retry:
                 return attempt()
     except tenacity.RetryError:
-        pass
+        run_deadline.check(f'the wait for token Secret "{namespace}/{name}" on {kube.context}')
     raise errors.WaitTimeout(
         f'the token Secret "{name}" in namespace "{namespace}" on {kube.context} was not filled '
         f"within {timeout:.1f}s",  # the rest of the run's deadline, rounded
@@ -446,6 +448,17 @@ def teardown(
         wait_namespace_gone(kube, spec.namespace, max(0.0, deadline - time.monotonic()))
 
 
+def remove_token_secrets(kube: Kube, spec: RemoteSpec, report: Report) -> None:
+    """Delete the account's managed long-lived token Secrets, which revokes their tokens: once a
+    bound token is proven, a token Secret left from a `--token-type secret` registration is a
+    credential nothing uses that would still work."""
+    selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
+    for secret in kube.list(SECRET, spec.namespace, label_selector=selector).get("items", []):
+        annotations = secret["metadata"].get("annotations") or {}
+        if annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION) == spec.service_account:
+            _delete(kube, SECRET, secret, report)
+
+
 def _remove_submariner(kube: Kube, spec: RemoteSpec, report: Report) -> None:
     binding = kube.get(CLUSTER_ROLE_BINDING, spec.service_account + manifests.SUBMARINER_SUFFIX)
     if binding is not None:
@@ -459,8 +472,9 @@ def wait_namespace_gone(kube: Kube, name: str, timeout: float) -> None:
     try:
         for retry in tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_NamespacePresent),
-            stop=tenacity.stop_after_delay(timeout),
+            stop=tenacity.stop_any(tenacity.stop_after_delay(timeout), run_deadline.out_of_time),
             wait=tenacity.wait_exponential(multiplier=0.1, max=1.0),
+            sleep=run_deadline.sleep,
             reraise=False,
         ):
             with retry:

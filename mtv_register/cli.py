@@ -108,16 +108,22 @@ def _fail(error: MtvRegisterError) -> NoReturn:
 
 def _run(action: Any) -> Any:
     """Run a library call; its errors become one red line and their exit code."""
+    from mtv_register import deadline
     from mtv_register.errors import MtvRegisterError
     from mtv_register.redaction import scrub
 
     try:
         return action()
+    except deadline.Cancelled:
+        _err("interrupted: nothing more was sent; a re-run converges")
+        raise typer.Exit(deadline.exit_code()) from None
     except MtvRegisterError as error:
         _fail(error)
-    except KeyboardInterrupt:
-        _err("interrupted")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as interrupt:
+        deadline.cancel()
+        summary = getattr(interrupt, "summary", "interrupted; a re-run converges")
+        _err(summary)
+        raise typer.Exit(deadline.exit_code()) from None
     except Exception as error:  # a bug: one line, the traceback only when asked for
         if _state["verbose"] >= 2:
             import traceback
@@ -453,7 +459,9 @@ def register(
         elif output is Output.text:
             typer.secho(f"  {line}", err=True, dim=True)
 
-    with _explaining(explain, output):
+    from mtv_register import deadline
+
+    with _explaining(explain, output), deadline.scope(seconds):
         result = _run(lambda: register_pair(options, dry_run=dry_run, progress=progress))
         _print_result(result, output, dry_run)
 
@@ -876,13 +884,29 @@ def sandbox_up(
         str,
         typer.Option(help="The Forklift release the MTV host imitates: v2.12.5, v2.11.7, v2.10.6."),
     ] = "v2.12.5",
+    force: Annotated[
+        bool,
+        typer.Option(help="Overwrite an existing file at --kubeconfig (it is removed at the end)."),
+    ] = False,
 ) -> None:
-    """Serve simulated clusters until interrupted (SIGINT or SIGTERM)."""
+    """Serve simulated clusters until interrupted (SIGINT or SIGTERM). The kubeconfig is written
+    atomically with mode 0600 and removed when the sandbox stops."""
+    import os
     import signal
+    import tempfile
     import threading
 
     from mtv_register.errors import UsageError
     from mtv_register.sandbox import Sandbox
+
+    target = kubeconfig.expanduser().resolve()
+    if target.exists() and not force:
+        _fail(
+            UsageError(
+                f"{target} exists: the sandbox would overwrite it (and remove it when it stops)",
+                fix="pass another --kubeconfig path, or --force to replace that file",
+            )
+        )
 
     try:
         sandbox = Sandbox(
@@ -900,13 +924,25 @@ def sandbox_up(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     sandbox.start()
+    written = False
     try:
-        path = sandbox.write_kubeconfig(kubeconfig.expanduser().resolve())
-        typer.echo(f"sandbox ready: {path}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            os.close(handle)  # mkstemp made it 0600
+            sandbox.write_kubeconfig(Path(temporary))
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        written = True
+        typer.echo(f"sandbox ready: {target}")
         sys.stdout.flush()
         stop.wait()
     finally:
         sandbox.stop()
+        if written:
+            target.unlink(missing_ok=True)
 
 
 @sandbox_app.command("demo")
@@ -1193,4 +1229,32 @@ def unschedule(
 
 
 def main() -> None:
-    app()
+    """The console script: Ctrl-C and SIGTERM cancel the run (every wait wakes, no request
+    follows, what was created mid-way is rolled back) and end it with 130 or 143, never a
+    traceback; the process exits without waiting for threads still blocked in a request."""
+    import os
+    import signal
+
+    from mtv_register import deadline
+
+    def on_signal(signum: int, frame: object) -> None:
+        first = not deadline.cancelled()
+        deadline.cancel(signum)
+        if first:
+            raise KeyboardInterrupt  # unwinds the main thread: roll-back, then exit
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code: int = 0
+    try:
+        app()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except KeyboardInterrupt:
+        _err("interrupted; a re-run converges")
+        code = deadline.exit_code()
+    if deadline.cancelled() and code not in (130, 143):
+        code = deadline.exit_code()  # e.g. Ctrl-C at a prompt, which Typer words "Aborted!"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

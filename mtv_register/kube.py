@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 import tenacity
 import urllib3
 
-from mtv_register import errors
+from mtv_register import deadline, errors
 from mtv_register.redaction import scrub
 
 if TYPE_CHECKING:  # imported where used: `--client oc` never loads the kubernetes client
@@ -253,7 +253,7 @@ class Kube:
             "fieldSelector": f"metadata.name={name}" if name else "",
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "false",
-            "timeoutSeconds": str(max(1, int(timeout))),
+            "timeoutSeconds": str(max(1, int(deadline.cap(timeout) or timeout))),
         }
         response = self._send(
             "GET",
@@ -292,8 +292,11 @@ class Kube:
         try:
             for attempt in tenacity.Retrying(
                 retry=tenacity.retry_if_exception_type(Transient),
-                stop=tenacity.stop_after_attempt(self.retry.attempts),
+                stop=tenacity.stop_any(
+                    tenacity.stop_after_attempt(self.retry.attempts), deadline.out_of_time
+                ),
                 wait=self._wait,
+                sleep=deadline.sleep,
                 reraise=True,
             ):
                 with attempt:
@@ -301,6 +304,7 @@ class Kube:
                     data = response.data
                     return json.loads(data) if data else {}
         except Transient as failure:
+            deadline.check(f"{method} {path} on context {self.context}")
             raise exhausted(failure, self.context, self.retry.attempts) from None
         raise AssertionError("unreachable")
 
@@ -342,6 +346,8 @@ class Kube:
         if query:
             url += "?" + urlencode(query)
         payload = json.dumps(body).encode() if body is not None else None
+        deadline.check(f"{method} {path} on context {self.context}")
+        timeout = deadline.cap(timeout)
         try:
             response = self.api_client.rest_client.pool_manager.request(
                 method,
@@ -362,6 +368,15 @@ class Kube:
                 f"cannot reach {self.url} (context {self.context}): {_reason(exc)}",
                 fix="check that the cluster is up and the kubeconfig's server address",
             ) from None
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            if deadline.passed():  # a server that accepts and never answers
+                raise errors.UnreachableError(
+                    f"no answer from {self.url} (context {self.context}) to {method} {path} "
+                    "before the --timeout ran out",
+                    fix="check that API server's health (it accepts connections but does not "
+                    "answer), or raise --timeout",
+                ) from None
+            raise Transient(f"{method} {path}: no answer: {_reason(exc)}") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise Transient(f"{method} {path}: connection lost: {_reason(exc)}") from None
         if 200 <= response.status < 300:

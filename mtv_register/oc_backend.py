@@ -38,6 +38,7 @@ from urllib.parse import urlencode
 import openshift_client as oc
 import tenacity
 
+from mtv_register import deadline as run_deadline
 from mtv_register import errors
 from mtv_register.kube import (
     JSON_PATCH,
@@ -54,7 +55,7 @@ from mtv_register.redaction import scrub
 Obj = dict[str, Any]
 POLL_INTERVAL = 0.25  # seconds between two reads while waiting
 COMMAND_TIMEOUT = 60.0  # a command still running after this is killed, and retried
-REQUEST_TIMEOUT = "30s"  # kubectl's own limit per request, as the default backend's
+REQUEST_SECONDS = 30  # kubectl's own limit per request (--request-timeout), as the default's
 TOKEN_KUBECONFIG_PREFIX = "mtv-register-token-"
 PATCH_TYPES = {MERGE_PATCH: "merge", JSON_PATCH: "json"}
 
@@ -427,7 +428,7 @@ class OcKube(Kube):
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            time.sleep(min(self.poll_interval, left))
+            run_deadline.sleep(min(self.poll_interval, left))
 
     def _collection_changes(self, kind: Kind, namespace: str | None) -> Iterator[Obj]:
         key = (kind.plural, namespace)
@@ -477,23 +478,30 @@ class OcKube(Kube):
         try:
             for attempt in tenacity.Retrying(
                 retry=tenacity.retry_if_exception_type(Transient),
-                stop=tenacity.stop_after_attempt(self.retry.attempts),
+                stop=tenacity.stop_any(
+                    tenacity.stop_after_attempt(self.retry.attempts), run_deadline.out_of_time
+                ),
                 wait=self._wait,
+                sleep=run_deadline.sleep,
                 reraise=True,
             ):
                 with attempt:
                     return self._once(verb, args, stdin, what)
         except Transient as failure:
+            run_deadline.check(f"{verb} {what} on context {self.context}")
             raise exhausted(failure, self.context, self.retry.attempts) from None
         raise AssertionError("unreachable")
 
     def _once(self, verb: str, args: tuple[str, ...], stdin: str | None, what: str) -> str:
-        command = [f"--context={self.kube_context}", f"--request-timeout={REQUEST_TIMEOUT}", *args]
+        run_deadline.check(f"{verb} {what} on context {self.context}")
+        limit = run_deadline.cap(COMMAND_TIMEOUT) or COMMAND_TIMEOUT
+        request_timeout = f"{max(1, int(min(limit, REQUEST_SECONDS)))}s"
+        command = [f"--context={self.kube_context}", f"--request-timeout={request_timeout}", *args]
         try:
             with (
                 oc.client_path(self.oc_path),
                 oc.api_server(kubeconfig_path=self.kubeconfig),
-                oc.timeout(COMMAND_TIMEOUT),
+                oc.timeout(limit),
                 oc.tracking(TRAIL.record),
             ):
                 result = oc.invoke(
@@ -508,7 +516,14 @@ class OcKube(Kube):
         if action.status == 0:
             return str(action.out)
         if action.timeout:
-            raise Transient(f"{verb} {what}: no answer within {COMMAND_TIMEOUT:g}s")
+            if run_deadline.passed():
+                raise errors.UnreachableError(
+                    f"no answer from {self.url} (context {self.context}) to {verb} {what} "
+                    "before the --timeout ran out",
+                    fix="check that API server's health (it accepts connections but does not "
+                    "answer), or raise --timeout",
+                )
+            raise Transient(f"{verb} {what}: no answer within {limit:g}s")
         raise self._failure(str(action.err), verb, what)
 
     def _failure(self, stderr: str, verb: str, what: str) -> Exception:

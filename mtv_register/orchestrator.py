@@ -3,20 +3,23 @@ register on the MTV host and wait for Forklift. Also its reverse (unregister) an
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mtv_register import clusters, errors, forklift, manifests, verdicts
+from mtv_register import deadline as run_deadline
 from mtv_register.bootstrap import (
     Change,
     IssuedToken,
     RemoteSpec,
     bootstrap,
+    remove_token_secrets,
     teardown,
     wait_namespace_gone,
 )
@@ -294,7 +297,7 @@ def register_pair(
         host = kubes[options.host_context]
 
         say(f"preflight: MTV host {host.context}, {', '.join(s.context for s in remote)}")
-        with ThreadPoolExecutor(max_workers=len(remote) + 1) as pool:
+        with _pool(len(remote) + 1) as pool:
             host_check = pool.submit(_preflight_host, host, options, sides)
             checks = [pool.submit(_url_and_ca, side, options, kubeconfig) for side in remote]
             namespace, existing = host_check.result()
@@ -322,7 +325,7 @@ def register_pair(
             return _render(result, sides, options, namespace)
 
         say("bootstrap: " + ", ".join(s.context for s in remote))
-        with ThreadPoolExecutor(max_workers=len(remote)) as pool:
+        with _pool(len(remote)) as pool:
             futures = [
                 pool.submit(
                     _bootstrap_side,
@@ -374,6 +377,12 @@ def register_pair(
             expected={name: version for name, version in expected.items() if version},
             progress=progress,
         )
+        if options.remote.bound:
+            # The bound tokens are proven and in use: a long-lived token Secret of the same
+            # account (a registration of --token-type secret before) goes, revoking its token.
+            for side in remote:
+                assert side.kube is not None
+                remove_token_secrets(side.kube, _remote_spec(side, options), recorder)
         for side in sides:
             provider = ready[side.provider]
             result.providers.append(
@@ -387,6 +396,22 @@ def register_pair(
             )
         result.changes = recorder.changes
         return result
+    except (KeyboardInterrupt, run_deadline.Cancelled):
+        run_deadline.cancel()  # what still runs in other threads stops at its next request
+        if verdict_phase:
+            raise run_deadline.Interrupted(
+                "interrupted while waiting for Forklift: the registration is saved; `status` "
+                "shows Forklift's verdict, and a re-run waits for it again",
+                [],
+            ) from None
+        with run_deadline.shielded(5.0):
+            left = _roll_back(kubes, recorder.changes, say, 5.0)
+        summary = (
+            "interrupted: what this run created was removed"
+            if not left
+            else f"interrupted: left behind {'; '.join(left)}; a re-run converges"
+        )
+        raise run_deadline.Interrupted(summary, left) from None
     except (errors.PermissionDenied, errors.AuthenticationFailed, errors.PreflightError) as refusal:
         # Bad input met mid-way (a permission, a name taken): no half-made registration stays.
         # Forklift's verdict is not such a refusal: the registration stays for status to show.
@@ -402,6 +427,19 @@ def register_pair(
     finally:
         for kube in kubes.values():
             kube.close()
+
+
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[ThreadPoolExecutor]:
+    """A thread pool that, when its block fails (Ctrl-C), does not wait for its threads: they
+    stop at their next request, the run being cancelled."""
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _roll_back(

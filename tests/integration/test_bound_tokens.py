@@ -55,6 +55,23 @@ def test_bound_tokens_register_without_a_token_secret(target: Target) -> None:
 
 
 @pytest.mark.needs_forklift
+def test_switching_to_bound_tokens_revokes_the_long_lived_one_once_the_new_is_proven(
+    target: Target,
+) -> None:
+    register_pair(pair_options(target.kubeconfig))
+    old = {name: _token(target, name) for name in ("source", "destination")}
+
+    _register_bound(target, 1200)
+
+    for name in ("source", "destination"):
+        secrets = target.list(name, "secrets", "mtv-register")
+        assert not [s for s in secrets if s.get("type") == manifests.SERVICE_ACCOUNT_TOKEN_TYPE]
+        assert target.refuses(name, old[name])  # the long-lived token no longer works
+        assert target.authenticates(name, _token(target, name))
+        assert target.provider_phase(name) == "Ready"
+
+
+@pytest.mark.needs_forklift
 @pytest.mark.sandbox_only("advances the sandbox clock past the bound token's expiry")
 def test_a_bound_token_expires(target: Target, sandbox: Sandbox) -> None:
     _register_bound(target, 1200)

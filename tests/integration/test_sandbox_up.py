@@ -173,3 +173,43 @@ def test_sandbox_up_register_rerun_status_unregister_then_sigterm(
     assert_no_sandbox_token(tokens, [*OUTPUTS, stderr])
     if backend.oc_path is not None:  # the commands did run through the oc backend's binary
         assert any((Path(backend.oc_path).parent / "argv").iterdir())
+
+
+def _sandbox_up(kubeconfig: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mtv_register", "sandbox", "up", "--kubeconfig", str(kubeconfig),
+         *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+
+
+def test_sandbox_up_refuses_an_existing_kubeconfig(tmp_path: Path) -> None:
+    mine = tmp_path / "config"
+    mine.write_text("the user's own kubeconfig\n")
+    process = _sandbox_up(mine)
+    _, err = process.communicate(timeout=DEADLINE)
+    assert process.returncode == 2
+    assert err.startswith(f"error: {mine} exists: the sandbox would overwrite it")
+    assert "--force" in err
+    assert mine.read_text() == "the user's own kubeconfig\n"
+
+
+def test_sandbox_up_writes_0600_and_removes_its_kubeconfig_when_it_stops(tmp_path: Path) -> None:
+    (tmp_path / "kube").mkdir()
+    path = tmp_path / "kube" / "config"
+    path.write_text("old\n")
+    process = _sandbox_up(path, "--force")
+    try:
+        line = read_line(process, time.monotonic() + DEADLINE)
+        assert line == f"sandbox ready: {path.resolve()}\n", line
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert "current-context" in path.read_text()
+        assert [p.name for p in path.parent.iterdir()] == ["config"]  # no temporary file left
+    finally:
+        process.terminate()
+        process.wait(timeout=DEADLINE)
+    assert process.returncode == 0
+    assert not path.exists()

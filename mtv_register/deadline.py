@@ -1,0 +1,147 @@
+"""The command's deadline and its cancellation, shared by every client and wait of one run.
+
+`--timeout` bounds the whole command: each request's socket timeout is capped by what is left,
+retries and polls stop when it runs out, and their sleeps wake at once when the run is cancelled
+(Ctrl-C, SIGTERM). Library callers that set no scope get no deadline, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+
+import tenacity
+
+from mtv_register import errors
+
+_lock = threading.Lock()
+_deadline: float | None = None
+_budget: float = 0.0
+_cancelled = threading.Event()
+
+
+class Cancelled(errors.MtvRegisterError):
+    """The run was interrupted: nothing more is sent."""
+
+    exit_code = 130
+
+
+@contextlib.contextmanager
+def scope(seconds: float | None) -> Iterator[None]:
+    """Within: the run ends `seconds` from now (None: no deadline); cancellation is cleared."""
+    global _deadline, _budget
+    with _lock:
+        previous = (_deadline, _budget)
+        _deadline = time.monotonic() + seconds if seconds else None
+        _budget = seconds or 0.0
+        _cancelled.clear()
+        signals.clear()
+    try:
+        yield
+    finally:
+        with _lock:
+            _deadline, _budget = previous
+
+
+signals: list[int] = []  # the signals that cancelled the run, in order
+
+
+def cancel(signum: int = 2) -> None:
+    """From a signal handler: every wait wakes and every next request is refused."""
+    signals.append(signum)
+    _cancelled.set()
+
+
+def exit_code() -> int:
+    """128 + the first signal that cancelled the run: 130 for SIGINT, 143 for SIGTERM."""
+    return 128 + (signals[0] if signals else 2)
+
+
+def cancelled() -> bool:
+    return _cancelled.is_set()
+
+
+_shield = threading.local()  # this thread's own deadline while it rolls back
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, after the run undid what it could: `left` names what stays."""
+
+    def __init__(self, summary: str, left: list[str]) -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.left = left
+
+
+@contextlib.contextmanager
+def shielded(seconds: float = 5.0) -> Iterator[None]:
+    """Within, in this thread only: requests go out again, for `seconds` (the roll-back after an
+    interruption); other threads stay cancelled."""
+    previous = getattr(_shield, "until", None)
+    _shield.until = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _shield.until = previous
+
+
+def _shielded_until() -> float | None:
+    return getattr(_shield, "until", None)
+
+
+def remaining() -> float | None:
+    """Seconds left, or None without a deadline."""
+    deadline = _shielded_until() or _deadline
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def cap(seconds: float | None) -> float | None:
+    """`seconds` (None: unbounded) no longer than what is left, and never below 10 ms."""
+    left = remaining()
+    if left is None:
+        return seconds
+    bounded = left if seconds is None else min(seconds, left)
+    return max(0.01, bounded)
+
+
+def check(step: str) -> None:
+    """Before a request or a wait: refuse it once the run is cancelled or out of time."""
+    if _cancelled.is_set() and _shielded_until() is None:
+        raise Cancelled(f"interrupted during {step}")
+    left = remaining()
+    if left is not None and left <= 0:
+        raise expired(step)
+
+
+def expired(step: str) -> errors.WaitTimeout:
+    return errors.WaitTimeout(
+        f"the --timeout of {_budget:g}s ran out during {step}",
+        fix="check that cluster's API server (it may accept connections and never answer), "
+        "or raise --timeout; a re-run carries on from here",
+    )
+
+
+def passed() -> bool:
+    left = remaining()
+    return left is not None and left <= 0
+
+
+def sleep(seconds: float) -> None:
+    """time.sleep that a cancellation wakes and the deadline shortens."""
+    bounded = cap(seconds)
+    if _shielded_until() is not None:
+        time.sleep(bounded or 0)
+    elif bounded and bounded > 0 and _cancelled.wait(bounded):
+        raise Cancelled("interrupted while waiting")
+
+
+class _OutOfTime(tenacity.stop.stop_base):
+    """A tenacity stop condition: the run is out of time or cancelled."""
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return passed() or (_cancelled.is_set() and _shielded_until() is None)
+
+
+out_of_time = _OutOfTime()
