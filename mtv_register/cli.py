@@ -97,6 +97,23 @@ OutputOption = Annotated[Output, typer.Option("--output", "-o", help="text, json
 _state: dict[str, Any] = {"verbose": 0}
 
 
+def _camel(data: Any) -> Any:
+    """JSON and YAML output in Kubernetes' convention: camelCase keys; seconds rounded to 0.1."""
+    if isinstance(data, dict):
+        return {
+            _camel_key(str(k)): (round(v, 1) if isinstance(v, float) else _camel(v))
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [_camel(item) for item in data]
+    return data
+
+
+def _camel_key(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
 def _err(message: str) -> None:
     typer.secho(message, err=True, fg=typer.colors.RED)
 
@@ -489,7 +506,7 @@ def _fleet_report(results: list[Any], output: Output) -> None:
     if output is Output.json:
         typer.echo(
             json.dumps(
-                [{**vars(r), "providers": [vars(p) for p in r.providers]} for r in results],
+                _camel([{**vars(r), "providers": [vars(p) for p in r.providers]} for r in results]),
                 indent=2,
             )
         )
@@ -498,7 +515,7 @@ def _fleet_report(results: list[Any], output: Output) -> None:
 
         typer.echo(
             yaml.safe_dump(
-                [{**vars(r), "providers": [vars(p) for p in r.providers]} for r in results],
+                _camel([{**vars(r), "providers": [vars(p) for p in r.providers]} for r in results]),
                 sort_keys=False,
             ).rstrip()
         )
@@ -589,9 +606,9 @@ def _print_result(result: PairResult, output: Output, dry_run: bool) -> None:
         "changed": result.mutated,
     }
     if output is Output.json:
-        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(json.dumps(_camel(summary), indent=2))
     elif output is Output.yaml:
-        typer.echo(yaml.safe_dump(summary, sort_keys=False).rstrip())
+        typer.echo(yaml.safe_dump(_camel(summary), sort_keys=False).rstrip())
     else:
         verb = "registered" if result.mutated else "already registered, nothing changed"
         for provider in result.providers:
@@ -667,12 +684,12 @@ def status(
 
 def _print_status(report: dict[str, Any], output: Output) -> None:
     if output is Output.json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json.dumps(_camel(report), indent=2))
         return
     if output is Output.yaml:
         import yaml
 
-        typer.echo(yaml.safe_dump(report, sort_keys=False).rstrip())
+        typer.echo(yaml.safe_dump(_camel(report), sort_keys=False).rstrip())
         return
     _status_table(report)
 
@@ -845,7 +862,7 @@ def unregister(
     with _explaining(explain, output):
         changes = _run(lambda: unregister_pair(options, keep_remote=keep_remote))
         if output is Output.json:
-            typer.echo(json.dumps([vars(c) for c in changes], indent=2))
+            typer.echo(json.dumps(_camel([vars(c) for c in changes]), indent=2))
         else:
             for change in changes:
                 typer.echo(str(change))
@@ -1124,7 +1141,7 @@ def rotate(
     with _explaining(explain, output):
         results = _run(run)
         if output is Output.json:
-            typer.echo(json.dumps([vars(r) for r in results], indent=2))
+            typer.echo(json.dumps(_camel([vars(r) for r in results]), indent=2))
         else:
             for result in results:
                 detail = f": {result.reason}" if result.reason else ""

@@ -45,6 +45,21 @@ class Kubeconfig:
     def cluster_of(self, context: str) -> dict[str, Any]:
         return self._entry("clusters", self._entry("contexts", context).get("cluster", ""))
 
+    def user_of(self, context: str) -> dict[str, Any]:
+        return self._entry("users", self._entry("contexts", context).get("user", ""))
+
+
+# What a kubeconfig user may authenticate with; with none, requests go as system:anonymous.
+CREDENTIAL_KEYS = (
+    "token",
+    "tokenFile",
+    "client-certificate",
+    "client-certificate-data",
+    "exec",
+    "auth-provider",
+    "username",
+)
+
 
 def kubeconfig_path(explicit: str | Path | None) -> Path:
     if explicit:
@@ -98,11 +113,21 @@ def connect(
             f'context "{context}" is not in {kubeconfig.path}', fix=f"use one of: {known}"
         )
     url = str(kubeconfig.cluster_of(context).get("server", ""))
+    if not any(kubeconfig.user_of(context).get(key) for key in CREDENTIAL_KEYS):
+        raise errors.KubeconfigError(
+            f'context "{context}" in {kubeconfig.path} has no credentials (its user has no '
+            "token, client certificate, exec plugin or auth provider): every request would go "
+            "as system:anonymous",
+            fix=f"log in to that cluster (oc login, or your provider's CLI) to fill the "
+            f'credentials of context "{context}"',
+        )
     if backend == "oc":
         from mtv_register import oc_backend  # only now: the default never loads openshift-client
 
         client = oc_backend.client_class(oc_backend.resolve_binary(oc_path))
-        return client(os.path.abspath(kubeconfig.path), context=context, url=url, retry=retry)
+        oc_kube = client(os.path.abspath(kubeconfig.path), context=context, url=url, retry=retry)
+        oc_kube.tls_fix = _kubeconfig_tls_fix(context, url)
+        return oc_kube
     from kubernetes import config as k8s_config
 
     try:
@@ -112,7 +137,17 @@ def connect(
             f'context "{context}" in {kubeconfig.path} cannot be used: {err}',
             fix="repair that context (cluster, user and credentials)",
         ) from None
-    return Kube(api_client, context=context, url=url, retry=retry)
+    kube = Kube(api_client, context=context, url=url, retry=retry)
+    kube.tls_fix = _kubeconfig_tls_fix(context, url)
+    return kube
+
+
+def _kubeconfig_tls_fix(context: str, url: str) -> str:
+    return (
+        f"the kubeconfig's certificate-authority for context {context} does not verify {url}: "
+        "refresh the kubeconfig (oc login, or your provider's CLI); --ca-source does not apply "
+        "to the kubeconfig's own connection"
+    )
 
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"

@@ -125,6 +125,9 @@ class Invalid(errors.UsageError):
 class Kube:
     """Requests to one API server as one identity (a kubeconfig context or a token)."""
 
+    # What to do when TLS fails: a token client checks the CA the Provider will carry.
+    tls_fix = "check the CA (--ca-source) or the server address"
+
     def __init__(
         self, api_client: k8s.ApiClient, *, context: str, url: str, retry: RetryPolicy | None = None
     ) -> None:
@@ -361,7 +364,7 @@ class Kube:
         except urllib3.exceptions.SSLError as exc:
             raise errors.TlsError(
                 f"TLS to {self.url} (context {self.context}) failed: {_reason(exc)}",
-                fix="check the CA (--ca-source) or the server address",
+                fix=self.tls_fix,
             ) from None
         except urllib3.exceptions.ConnectTimeoutError as exc:  # NewConnectionError is one too
             raise errors.UnreachableError(

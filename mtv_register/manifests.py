@@ -349,6 +349,20 @@ def redact(obj: Mapping[str, Any]) -> Manifest:
     return redacted
 
 
+def applicable_secret(secret: Mapping[str, Any]) -> Manifest:
+    """A provider Secret as `--dry-run` prints it: its values under `stringData`, as text, so
+    that `kubectl apply -f` accepts the output, and the token a placeholder that is not one."""
+    shown: Manifest = copy.deepcopy(dict(secret))
+    values = {
+        key: base64.b64decode(value).decode()
+        for key, value in (shown.pop("data", None) or {}).items()
+    }
+    if values.get(PROVIDER_SECRET_TOKEN_KEY):
+        values[PROVIDER_SECRET_TOKEN_KEY] = REDACTED
+    shown["stringData"] = values
+    return shown
+
+
 def _redact_value(value: Any) -> Any:
     if isinstance(value, list):
         return [_redact_value(item) for item in value]

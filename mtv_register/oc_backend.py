@@ -546,7 +546,7 @@ class OcKube(Kube):
         if "x509:" in last or "tls:" in last:
             return errors.TlsError(
                 f"TLS to {self.url} (context {self.context}) failed: {detail}",
-                fix="check the CA (--ca-source) or the server address",
+                fix=self.tls_fix,
             )
         if any(sign in last for sign in _UNREACHABLE):
             return errors.UnreachableError(

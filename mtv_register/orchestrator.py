@@ -668,7 +668,7 @@ def _render(
         secret = forklift.desired_secret(
             side.provider, namespace, creds, legacy_cacert=options.legacy_cacert
         )
-        result.manifests.append((result.host, manifests.redact(secret)))
+        result.manifests.append((result.host, manifests.applicable_secret(secret)))
         result.manifests.append(
             (
                 result.host,

@@ -90,7 +90,7 @@ def test_a_failing_pair_does_not_stop_the_others_and_the_exit_code_says_so(
     report = json.loads(result.stdout)
     failed = [r for r in report if not r["ok"]]
     assert [r["pair"] for r in failed] == ["no-such-context -> destination"]
-    assert failed[0]["exit_code"] == 3 and "no-such-context" in failed[0]["error"]
+    assert failed[0]["exitCode"] == 3 and "no-such-context" in failed[0]["error"]
     assert all(target.provider_phase(p) == "Ready" for p in PROVIDERS)
     assert result.stderr.strip().splitlines()[-1] == "error: 1 of 3 pairs failed"
 

@@ -403,5 +403,6 @@ def test_dry_run_renders_every_manifest_and_writes_nothing(target: Target) -> No
         "mtv": ["Secret", "Provider", "Secret", "Provider"],
     }
     provider_secrets = [o for c, o in result.manifests if c == "mtv" and o["kind"] == "Secret"]
-    assert {o["data"]["token"] for o in provider_secrets} == {manifests.REDACTED}
+    assert {o["stringData"]["token"] for o in provider_secrets} == {manifests.REDACTED}
+    assert not [o for o in provider_secrets if "data" in o]
     assert not result.providers and not result.mutated

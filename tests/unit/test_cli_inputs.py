@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from mtv_register import __version__
@@ -52,3 +55,28 @@ def test_schedule_refuses_an_empty_image(image: str) -> None:
     code, output = run("schedule", "--every", "@daily", "--image", image, "--max-age", "30d")
     assert code == 2
     assert "is not an image reference" in output
+
+
+def test_a_context_without_credentials_is_an_unusable_context(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "nobody", "user": {}}],
+                "contexts": [
+                    {"name": "a", "context": {"cluster": "c", "user": "nobody"}},
+                    {"name": "b", "context": {"cluster": "c", "user": "nobody"}},
+                ],
+                "current-context": "a",
+            }
+        )
+    )
+    code, output = run(
+        "register", "--kubeconfig", str(kubeconfig), "--source", "a", "--destination", "b", "--yes"
+    )
+    assert code == 3
+    assert ('context "a"' in output or 'context "b"' in output) and "has no credentials" in output
+    assert "system:anonymous" in output and output.count("\n") == 1
