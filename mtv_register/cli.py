@@ -456,10 +456,13 @@ def register(
     if prompting:
         sides = sides_of(options)
         names = {}
+        given = {"source": source_name, "destination": destination_name}
         for side in sides:
-            if not side.uses_host_provider:
+            if not side.uses_host_provider and given[side.role] is None:
                 names[side.role] = typer.prompt(
-                    f"Provider name for {side.context}", default=side.provider
+                    f"Provider name for {side.context}",
+                    default=side.provider,
+                    value_proc=_provider_name,  # refused at once, and asked again
                 )
         options = _with_names(options, names, manifests)
         _confirm_summary(options)
@@ -539,6 +542,19 @@ def _fleet_report(results: list[Any], output: Output) -> None:
     if failed:
         _err(f"error: {len(failed)} of {len(results)} pairs failed")
         raise typer.Exit(failed[0].exit_code if len(results) == 1 else PartialFailure.exit_code)
+
+
+def _provider_name(answer: str) -> str:
+    """A Provider name typed at a prompt: refused there (Typer asks again) when not a DNS
+    label."""
+    from mtv_register import manifests
+
+    name = answer.strip()
+    if not manifests.is_dns1123_label(name):
+        raise typer.BadParameter(
+            f'"{name}" is not a valid Provider name: use lower-case letters, digits and \'-\''
+        )
+    return name
 
 
 def _with_names(options: PairOptions, names: dict[str, str], manifests: Any) -> PairOptions:
@@ -637,6 +653,7 @@ def status(
     client: ClientOption = Client.kubernetes,
     oc_path: OcPathOption = None,
     explain: ExplainOption = False,
+    timeout: Annotated[str, typer.Option(help="Deadline for the whole command.")] = "1m",
 ) -> None:
     """Every Provider on the MTV host: Ready or not and why, URL, token age, CA expiry. Exits 10
     when any Provider is not Ready."""
@@ -661,7 +678,10 @@ def status(
         host = config.data.get("current-context") or None
         if host is None:
             _fail(UsageError("no --host and no current-context", fix="pass --host CONTEXT"))
-    with _explaining(explain, output):
+    from mtv_register import deadline
+
+    seconds = _duration(timeout, "--timeout")
+    with _explaining(explain, output), deadline.scope(seconds):
         report = _run(
             lambda: read_status(
                 host=host,

@@ -132,3 +132,20 @@ def test_ctrl_c_at_a_prompt_exits_130(target: Target) -> None:
     out, err = run.communicate(timeout=30)
     assert run.returncode == 130, err
     assert "Traceback" not in out + err
+
+
+def test_status_is_bounded_by_its_timeout_against_a_server_that_never_answers(
+    target: Target, tmp_path: Path, hung_server: str
+) -> None:
+    config = yaml.safe_load(target.kubeconfig.read_text())
+    context = next(c for c in config["contexts"] if c["name"] == "mtv")
+    cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
+    cluster["cluster"]["server"] = hung_server
+    kubeconfig = tmp_path / "hung-host"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    run = _mtv_register(
+        "status", "--kubeconfig", str(kubeconfig), "--host", "mtv", "--timeout", "2s"
+    )
+    out, err = run.communicate(timeout=60)
+    assert run.returncode in (4, 9), err
+    assert "--timeout" in err and "Traceback" not in out + err

@@ -230,15 +230,35 @@ def test_declining_the_summary_changes_nothing(
     assert_nothing_written(target, since)
 
 
-def test_an_invalid_provider_name_at_the_prompt_is_a_usage_error(
+def test_an_invalid_provider_name_at_the_prompt_is_refused_at_once_and_asked_again(
     target: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     since = mark(target)
 
-    result = cli(*register_args(kubeconfig, "--interactive"), input="Not_Valid\n\n")
+    # Not_Valid is refused before the next question, which is the same one again.
+    result = cli(*register_args(kubeconfig, "--interactive"), input="Not_Valid\n\n\nn\n")
 
-    assert result.exit_code == 2
-    assert 'Provider name "Not_Valid" is not a valid name' in one_error_line(result)
+    assert result.exit_code == 1  # the summary declined: nothing written
+    prompts = result.stdout.count("Provider name for source")
+    assert prompts == 2, result.stdout
+    assert '"Not_Valid" is not a valid Provider name' in result.stdout + result.stderr
+    assert result.stdout.index("not a valid Provider name") < result.stdout.index(
+        "Provider name for destination"
+    )
+    assert_nothing_written(target, since)
+
+
+def test_names_given_as_flags_are_not_asked_for(
+    target: Target, kubeconfig: Path, cli: CliRun
+) -> None:
+    since = mark(target)
+    flags = ("--source-name", "src", "--destination-name", "dst", "--interactive")
+
+    result = cli(*register_args(kubeconfig, *flags), input="n\n")
+
+    assert "Provider name for" not in result.stdout
+    assert result.exit_code == 1  # "n" answered the summary, not a name
+    assert "on mtv: Provider src and its Secret src-credentials" in result.stdout
     assert_nothing_written(target, since)
 
 
