@@ -552,7 +552,7 @@ def _provider_name(answer: str) -> str:
     name = answer.strip()
     if not manifests.is_dns1123_label(name):
         raise typer.BadParameter(
-            f'"{name}" is not a valid Provider name: use lower-case letters, digits and \'-\''
+            f"\"{name}\" is not a valid Provider name: use lower-case letters, digits and '-'"
         )
     return name
 

@@ -59,6 +59,8 @@ class ProviderCredentials:
     token_type: str = "secret"
     service_account_ref: str = ""  # "<namespace>/<name>"
     token_expires: str = ""
+    cluster_role: str = ""  # "<name>", or "existing:<name>" for a role the tool did not create
+    token_ttl: int = 0  # bound tokens: their lifetime in seconds
 
 
 def secret_name_for(provider_name: str) -> str:
@@ -165,6 +167,10 @@ def desired_secret(
         annotations[manifests.SERVICE_ACCOUNT_ANNOTATION] = creds.service_account_ref
     if creds.token_expires:
         annotations[manifests.TOKEN_EXPIRES_ANNOTATION] = creds.token_expires
+    if creds.cluster_role:
+        annotations[manifests.CLUSTER_ROLE_ANNOTATION] = creds.cluster_role
+    if creds.token_type == "bound" and creds.token_ttl:
+        annotations[manifests.TOKEN_TTL_ANNOTATION] = str(creds.token_ttl)
     return secret
 
 

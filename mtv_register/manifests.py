@@ -530,6 +530,11 @@ def rotation_cron_job(namespace: str, *, schedule: str, max_age: str, image: str
 TOKEN_TYPE_ANNOTATION: Final = "mtv-register.konveyor.io/token-type"  # "secret" or "bound"
 TOKEN_EXPIRES_ANNOTATION: Final = "mtv-register.konveyor.io/token-expires"
 SERVICE_ACCOUNT_ANNOTATION: Final = "mtv-register.konveyor.io/service-account"  # "<ns>/<name>"
+# How the registration was made, so that recovery rebuilds it as it was: the ClusterRole bound
+# ("<name>", with "existing:" first for a --cluster-role the tool did not create) and the
+# lifetime of bound tokens in seconds.
+CLUSTER_ROLE_ANNOTATION: Final = "mtv-register.konveyor.io/cluster-role"
+TOKEN_TTL_ANNOTATION: Final = "mtv-register.konveyor.io/token-ttl"
 
 
 def token_requester_name(service_account: str) -> str:

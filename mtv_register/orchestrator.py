@@ -603,6 +603,9 @@ def _credentials(side: Side, options: PairOptions) -> forklift.ProviderCredentia
         token_type=options.remote.token_type,
         service_account_ref=f"{token.namespace}/{token.service_account}",
         token_expires=token.expires,
+        cluster_role=("existing:" if options.remote.existing_role else "")
+        + options.remote.role_name,
+        token_ttl=options.remote.token_ttl,
     )
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtv_register import errors, forklift, manifests, verdicts
-from mtv_register.bootstrap import Change, Report, wait_for_token
+from mtv_register.bootstrap import Change, RemoteSpec, Report, wait_for_token
 from mtv_register.kube import NAMESPACE, SECRET, AlreadyExists, Conflict, Kube, RetryPolicy
 from mtv_register.redaction import remember
 
@@ -47,6 +47,8 @@ class Registration:
     token_type: str = "secret"
     service_account: tuple[str, str] = ("", "")  # (namespace, name)
     token_expires: dt.datetime | None = None
+    cluster_role: str = ""  # as CLUSTER_ROLE_ANNOTATION records it ("" before it did)
+    token_ttl: int = 0
 
     @property
     def name(self) -> str:
@@ -129,6 +131,8 @@ def read_registration(host: Kube, provider: Obj) -> Registration:
         token_type=token_type,
         service_account=(sa_ns, sa_name),
         token_expires=_parse_time(annotations.get(manifests.TOKEN_EXPIRES_ANNOTATION, "")),
+        cluster_role=annotations.get(manifests.CLUSTER_ROLE_ANNOTATION, ""),
+        token_ttl=int(annotations.get(manifests.TOKEN_TTL_ANNOTATION, "0") or 0),
     )
 
 
@@ -628,18 +632,21 @@ def recover_provider(
 ) -> RotationResult:
     """When the Provider's token is already dead: re-bootstrap its cluster with admin
     credentials, switch the provider Secret to the new token, then clear old token Secrets."""
-    from mtv_register.bootstrap import RemoteSpec, bootstrap
+    from mtv_register.bootstrap import bootstrap
 
     registration = read_registration(host, provider)
-    token_ns, token_name = registration.token_secret
-    service_account = service_account_of(token_name)
-    spec = RemoteSpec(service_account=service_account, namespace=token_ns)
+    spec = recorded_spec(registration)
+    token_name = registration.token_secret[1]
+    service_account = spec.service_account
     if options.dry_run:
         return RotationResult(registration.name, "would recover", old_secret=token_name)
     issued = bootstrap(admin, spec, report, timeout=options.timeout)
-    ref = f"{issued.namespace}/{issued.secret_name}"
+    ref = "" if spec.bound else f"{issued.namespace}/{issued.secret_name}"
     if registration.token != issued.token:
-        _switch(host, registration.secret, issued.token, ref, issued.created, options.clock())
+        extra = {manifests.TOKEN_EXPIRES_ANNOTATION: issued.expires} if spec.bound else None
+        _switch(
+            host, registration.secret, issued.token, ref, issued.created, options.clock(), extra
+        )
         report(
             Change(
                 host.context,
@@ -653,14 +660,34 @@ def recover_provider(
     else:
         verdicts.wait_ready(host, registration.namespace, registration.name, options.timeout)
     selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
-    for secret in admin.list(SECRET, token_ns, label_selector=selector).get("items", []):
+    for secret in admin.list(SECRET, spec.namespace, label_selector=selector).get("items", []):
         annotations = secret["metadata"].get("annotations") or {}
         if annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION) == service_account and (
-            secret["metadata"]["name"] != issued.secret_name
+            spec.bound or secret["metadata"]["name"] != issued.secret_name
         ):
-            _remove(admin, secret["metadata"]["name"], token_ns, report)
+            _remove(admin, secret["metadata"]["name"], spec.namespace, report)
     return RotationResult(
-        registration.name, "recovered", old_secret=token_name, new_secret=issued.secret_name
+        registration.name,
+        "recovered",
+        old_secret=token_name,
+        new_secret="" if spec.bound else issued.secret_name,
+    )
+
+
+def recorded_spec(registration: Registration) -> RemoteSpec:
+    """The registration as it was made, from what its provider Secret records: account, role
+    (created by the tool or the user's own), token type and lifetime. Older Secrets that do not
+    record the role get the default one."""
+    sa_ns, sa_name = registration.service_account
+    token_ns, token_name = registration.token_secret
+    existing, _, role = registration.cluster_role.rpartition(":")
+    return RemoteSpec(
+        service_account=sa_name or service_account_of(token_name),
+        namespace=sa_ns or token_ns,
+        role_name=role or manifests.DEFAULT_ROLE_NAME,
+        existing_role=existing == "existing",
+        token_type=registration.token_type,
+        token_ttl=registration.token_ttl or RemoteSpec.token_ttl,
     )
 
 

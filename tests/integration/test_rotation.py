@@ -18,7 +18,7 @@ import pytest
 from typer.testing import Result
 
 from mtv_register import clusters, manifests, rotation, verdicts
-from mtv_register.kube import Kube, RetryPolicy
+from mtv_register.kube import CLUSTER_ROLE, SERVICE_ACCOUNT, Kube, RetryPolicy
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
 from mtv_register.sandbox.forklift import FORKLIFT_USER_AGENT
 from tests.integration._rotation_support import (
@@ -527,3 +527,63 @@ def test_rotation_never_lists_the_token_secret_in_the_service_account(
     assert account is not None
     assert not account.get("secrets")
     assert not health(registered, "source")
+
+
+@pytest.mark.parametrize("how", ["cluster-role", "bound"])
+def test_recovery_restores_the_registration_as_it_was_made(
+    target: Target, kubeconfig: Path, cli: CliRun, how: str
+) -> None:
+    """A --cluster-role registration stays bound to that role (the default one is not made);
+    a bound-token registration gets a bound token again, with its lifetime, and no token
+    Secret."""
+    role = "mtv-register-test-own-role"
+    own = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": role},
+        "rules": manifests.SEED_CLUSTER_ROLE_RULES,
+    }
+    extra = ["--cluster-role", role] if how == "cluster-role" else ["--token-type", "bound"]
+    admins = {c: clusters.connect(clusters.load_kubeconfig(kubeconfig), c) for c in PROVIDERS}
+    try:
+        if how == "cluster-role":
+            for kube in admins.values():
+                kube.create(CLUSTER_ROLE, own)
+        registered = cli(
+            "register", "--kubeconfig", str(kubeconfig), "--source", "source",
+            "--destination", "destination", "--host", HOST, "--yes", "--token-ttl", "2h", *extra,
+        )  # fmt: skip
+        assert registered.exit_code == 0, registered.output
+        dead = provider_token(target, "source")
+        # Behind the tool's back: the account goes, and with it every token it had.
+        admins["source"].delete(SERVICE_ACCOUNT, SA, SA_NAMESPACE)
+        assert target.refuses("source", dead)
+
+        recovered = cli(*rotate_args(kubeconfig, "--max-age", "0s", "--source-context", "source"))
+
+        assert recovered.exit_code == 0, recovered.output
+        assert actions(recovered)["source"] == "recovered"
+        assert target.authenticates("source", provider_token(target, "source"))
+        binding = target.find("source", "clusterrolebindings", SA)
+        assert binding is not None
+        secret = provider_secret(target, "source")
+        annotations = secret["metadata"]["annotations"]
+        if how == "cluster-role":
+            assert binding["roleRef"]["name"] == role
+            assert target.find("source", "clusterroles", manifests.DEFAULT_ROLE_NAME) is None
+        else:
+            assert annotations[manifests.TOKEN_TYPE_ANNOTATION] == "bound"
+            assert annotations[manifests.TOKEN_TTL_ANNOTATION] == "7200"
+            secrets = target.list("source", "secrets", SA_NAMESPACE)
+            assert not [s for s in secrets if s.get("type") == manifests.SERVICE_ACCOUNT_TOKEN_TYPE]
+        assert target.provider_phase("source") == "Ready"
+    finally:
+        cli(
+            "unregister", "--kubeconfig", str(kubeconfig), "--source", "source",
+            "--destination", "destination", "--host", HOST, "--yes",
+        )  # fmt: skip
+        if how == "cluster-role":
+            for kube in admins.values():
+                kube.delete(CLUSTER_ROLE, role)
+        for kube in admins.values():
+            kube.close()
