@@ -284,8 +284,11 @@ def bootstrap(
         _remove_submariner(kube, spec, report)
     if spec.bound:
         return _bound_token(kube, spec, report, unread, reuse=reuse)
-    if reuse is not None:
-        return reuse  # the token the Provider holds (the caller proves it still works)
+    # The token the Provider holds (the caller proves it still works), unless its token Secret
+    # is gone: that revoked it, though a real API server keeps accepting it for up to 10 s from
+    # its token cache, so a proof alone would keep a dying token.
+    if reuse is not None and kube.get(SECRET, reuse.secret_name, reuse.namespace) is not None:
+        return reuse
     secret = ensure(
         kube,
         SECRET,

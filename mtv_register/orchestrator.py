@@ -700,7 +700,20 @@ def unregister_pair(
         namespace = forklift.find_mtv_namespace(host, options.mtv_namespace)
         existing = forklift.list_providers(host, namespace)
         remote = [s for s in sides if not s.uses_host_provider]
-        missing = [s for s in remote if s.provider not in existing]
+
+        # A name that matches no Provider, for a cluster that other Providers use, is a typo:
+        # refused before anything is touched. With no Provider left for that cluster (after
+        # `--keep-remote`, or an interrupted run), its credentials are what remains to remove.
+        def users_of(side: Side) -> list[str]:
+            assert side.kube is not None
+            url = side.kube.url.rstrip("/")
+            return sorted(
+                n
+                for n, p in existing.items()
+                if (p.get("spec") or {}).get("url", "").rstrip("/") == url
+            )
+
+        missing = [s for s in remote if s.provider not in existing and users_of(s)]
         if missing:
             names = ", ".join(sorted(existing)) or "none"
             raise errors.PreflightError(
@@ -712,6 +725,8 @@ def unregister_pair(
         pair = forklift.pair_key(sides[0].provider, sides[1].provider)
         released = {
             s.provider: forklift.release_provider(host, namespace, s.provider, pair, recorder)
+            if s.provider in existing
+            else (True, "")
             for s in remote
         }
         if keep_remote:
@@ -722,7 +737,13 @@ def unregister_pair(
             deleted, url = released[side.provider]
             if not deleted:
                 continue
-            users = sorted(n for n, p in left.items() if (p.get("spec") or {}).get("url") == url)
+            assert side.kube is not None
+            urls = {u.rstrip("/") for u in (url, side.kube.url) if u}
+            users = sorted(
+                n
+                for n, p in left.items()
+                if (p.get("spec") or {}).get("url", "").rstrip("/") in urls
+            )
             if users:
                 recorder(
                     Change(

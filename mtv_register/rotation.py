@@ -641,6 +641,18 @@ def recover_provider(
     if options.dry_run:
         return RotationResult(registration.name, "would recover", old_secret=token_name)
     issued = bootstrap(admin, spec, report, timeout=options.timeout)
+    if not spec.bound:
+        # A legacy token is a signature over the account and the Secret's *name*: the Secret
+        # bootstrap just made again under the documented name carries the very token that was
+        # revoked (a real token controller signs the same claims the same way). A token Secret
+        # under a new name gives a new token; the sweep below deletes the other.
+        created = _create_token_secret(
+            admin, spec.service_account, spec.namespace, replaces=issued.secret_name
+        )
+        report(
+            Change(admin.context, "Secret", created["metadata"]["name"], spec.namespace, "created")
+        )
+        issued = wait_for_token(admin, created, options.timeout)
     ref = "" if spec.bound else f"{issued.namespace}/{issued.secret_name}"
     if registration.token != issued.token:
         extra = {manifests.TOKEN_EXPIRES_ANNOTATION: issued.expires} if spec.bound else None

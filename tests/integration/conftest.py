@@ -308,6 +308,9 @@ def forklift_uninstalled(target: Target) -> Iterator[None]:
     afterwards: external clusters are shared by the tests that follow."""
     mtv = admin_client(target.kubeconfig, target.mtv_context)
     saved = mtv.request("GET", PROVIDER_CRD)
+    # A real API server deletes every Provider with the CRD, MTV's own `host` one included;
+    # MTV's operator would create that again, so the fixture does.
+    providers = mtv.list(PROVIDER, MTV_NAMESPACE).get("items", [])
     try:
         mtv.request("DELETE", PROVIDER_CRD)
         wait_for(lambda: not _providers_served(mtv), timeout=60, what="the Provider API to go")
@@ -323,6 +326,11 @@ def forklift_uninstalled(target: Target) -> Iterator[None]:
                     "POST", PROVIDER_CRD.rsplit("/", 1)[0], body={**saved, "metadata": kept}
                 )
         wait_for(lambda: _providers_served(mtv), timeout=60, what="the Provider API to return")
+        for provider in providers:
+            meta = provider["metadata"]
+            kept = {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta}
+            with contextlib.suppress(AlreadyExists):
+                mtv.create(PROVIDER, {**provider, "metadata": kept, "status": {}})
         mtv.close()
 
 

@@ -241,7 +241,10 @@ def test_a_token_revoked_after_the_proof_fails_forklifts_test_and_a_rerun_repair
     def prove_then_revoke(side: orchestrator.Side, options: orchestrator.PairOptions) -> None:
         prove(side, options)
         if side.role == "source":  # someone deletes the token Secret: the token is revoked
+            assert side.token is not None
             assert source.delete(SECRET, TOKEN_SECRET, SA_NS)
+            # (a real API server accepts it for up to 10 s more, from its token cache)
+            assert target.refuses("source", side.token.token)
 
     monkeypatch.setattr(orchestrator, "_prove_token", prove_then_revoke)
 

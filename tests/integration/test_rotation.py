@@ -515,7 +515,7 @@ def test_a_dead_token_fails_rotation_and_is_recovered_with_an_admin_context(
 
     assert recovered.exit_code == 0, recovered.output
     assert actions(recovered)["source"] == "recovered"
-    assert provider_token(registered, "source") != dead
+    assert provider_token(registered, "source") != dead, recovered.output
     assert_healthy(registered)
 
 

@@ -109,7 +109,7 @@ def test_status_shows_every_provider_with_its_readiness_and_failing_condition(
 
     result = cli(*status_args(target, "-o", "json"))
 
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 10, result.stderr  # a Provider is not Ready
     rows = {row["name"]: row for row in json.loads(result.stdout)["providers"]}
     assert sorted(rows) == ["destination", "host", "source"]
     host, source, broken = rows["host"], rows["source"], rows["destination"]
@@ -165,7 +165,8 @@ def test_status_table_shows_readiness_and_the_failing_condition(
 
     result = cli(*status_args(target))
 
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 10, result.stderr
+    assert result.stderr.splitlines()[-1] == "error: 1 Provider(s) not Ready: destination"
     _, row = _table(result)
     assert row["host"].split("│")[2].strip() == "yes"
     assert row["source"].split("│")[2].strip() == "yes"
