@@ -145,15 +145,18 @@ def _state(provider: Obj | None) -> State | None:
     return status["phase"], conditions
 
 
-def _observe(read: Callable[[], Obj | None], seconds: float = OBSERVE) -> list[State]:
-    """The distinct states the Provider went through, in order, until Ready or `seconds`."""
+def _observe(
+    read: Callable[[], Obj | None], seconds: float = OBSERVE, *, until_ready: bool = True
+) -> list[State]:
+    """The distinct states the Provider went through, in order, until Ready (`until_ready`)
+    or `seconds`."""
     seen: list[State] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         state = _state(read())
         if state is not None and (not seen or seen[-1] != state):
             seen.append(state)
-        if state is not None and state[0] == "Ready":
+        if until_ready and state is not None and state[0] == "Ready":
             break
         time.sleep(0.1)
     return seen
@@ -191,7 +194,7 @@ def run(kubeconfig: Path, scenario: str) -> list[State]:
                 assert current is not None
                 current["data"]["token"] = base64.b64encode(b"not-a-token").decode()
                 mtv.replace(SECRET, current)
-                seen += _observe(lambda: mtv.get(PROVIDER, name, MTV_NS))
+                seen += _observe(lambda: mtv.get(PROVIDER, name, MTV_NS), until_ready=False)
             return seen
         finally:
             mtv.delete(PROVIDER, name, MTV_NS)
