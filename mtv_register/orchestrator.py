@@ -431,15 +431,19 @@ def register_pair(
 
 @contextlib.contextmanager
 def _pool(workers: int) -> Iterator[ThreadPoolExecutor]:
-    """A thread pool that, when its block fails (Ctrl-C), does not wait for its threads: they
-    stop at their next request, the run being cancelled."""
+    """A thread pool that, when its block is interrupted (Ctrl-C, SIGTERM), does not wait for
+    its threads: they stop at their next request, the run being cancelled."""
     pool = ThreadPoolExecutor(max_workers=workers)
+    interrupted = False
     try:
         yield pool
-    except BaseException:
+    except (KeyboardInterrupt, run_deadline.Cancelled):
+        interrupted = True
         pool.shutdown(wait=False, cancel_futures=True)
         raise
-    pool.shutdown(wait=True)
+    finally:
+        if not interrupted:
+            pool.shutdown(wait=True)  # any other failure: the roll-back waits for the other side
 
 
 def _roll_back(
