@@ -431,12 +431,14 @@ def _b64(value: str) -> str:
 ROTATOR_NAME: Final = "mtv-register-rotator"
 ROTATION_CRONJOB: Final = "mtv-register-rotate"
 # What `rotate --in-cluster` needs on the host, and nothing more: it reads Providers and switches
-# their Secrets. The registered clusters are reached with each Provider's own token.
+# their Secrets; on Forklift 2.10 it changes a Provider's generation (a `patch` of its settings)
+# so that Forklift takes the new Secret up. The registered clusters are reached with each
+# Provider's own token.
 ROTATOR_RULES: Final[list[dict[str, Any]]] = [
     {
         "apiGroups": [FORKLIFT_GROUP],
         "resources": [PROVIDER_PLURAL],
-        "verbs": ["get", "list", "watch"],
+        "verbs": ["get", "list", "watch", "patch"],
     },
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "update"]},
 ]

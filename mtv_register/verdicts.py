@@ -36,10 +36,11 @@ Progress = Callable[[str], None]
 FINAL_CONDITIONS = (
     "ProviderTypeNotSupported",
     "UrlNotValid",
-    "SecretNotValid",
     "ConnectionAuthFailed",
 )
-RETRIED_CONDITIONS = ("ConnectionTestFailed",)
+# Forklift tries these again (every 3 s, and on any event of the Secret): a Secret just written
+# may not be in its cache yet, so `SecretNotValid` (NotFound) can come before the verdict.
+RETRIED_CONDITIONS = ("ConnectionTestFailed", "SecretNotValid")
 FAILURE_CONDITIONS = FINAL_CONDITIONS + RETRIED_CONDITIONS
 # A Provider setting no `openshift` Provider reads: changing it changes the Provider's
 # generation, which is what makes Forklift 2.10 rebuild its client from the current Secret.
@@ -271,9 +272,16 @@ def diagnose(host: Kube, provider: Obj) -> errors.MtvRegisterError | None:
     if not url or not ref.get("name"):
         return None  # the host provider: Forklift's own service account
     secret = host.get(SECRET, ref["name"], ref.get("namespace") or meta.get("namespace"))
-    if secret is None:
-        return None  # Forklift says SecretNotValid itself
-    data = secret.get("data") or {}
+    data = (secret or {}).get("data") or {}
+    if secret is None or PROVIDER_SECRET_TOKEN_KEY not in data:
+        return errors.PreflightError(
+            f'{where}: its Secret "{ref.get("namespace")}/{ref["name"]}" is '
+            + ("missing" if secret is None else "without a token")
+            + f" on {host.context}",
+            fix="re-run register: it writes the provider Secret again",
+        )
+    if "SecretNotValid" in conditions(provider):
+        return None  # the Secret is there: Forklift's cache has not seen it yet
     token = remember(_decoded(data, PROVIDER_SECRET_TOKEN_KEY))
     ca_pem = _decoded(data, PROVIDER_SECRET_CA_KEY) or _decoded(data, PROVIDER_SECRET_LEGACY_CA_KEY)
     insecure = _decoded(data, PROVIDER_SECRET_INSECURE_KEY).lower() in ("1", "t", "true")

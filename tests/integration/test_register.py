@@ -326,7 +326,11 @@ def test_drift_is_repaired_and_reported(target: Target, drift: Any, repair: set[
     repaired = register_pair(options)
 
     assert repaired.mutated
-    assert {str(c) for c in repaired.changes if c.action != "unchanged"} == repair
+    # On Forklift 2.10 a changed Secret also changes the Provider's generation (said so).
+    up_to_2_10 = {
+        str(c) for c in repaired.changes if c.action.startswith("generation changed: Forklift 2.10")
+    }
+    assert {str(c) for c in repaired.changes if c.action != "unchanged"} - up_to_2_10 == repair
     assert [p.phase for p in repaired.providers] == ["Ready", "Ready"]
     assert_bootstrapped(target, "source")
     assert_registered(target, "source", "source")
