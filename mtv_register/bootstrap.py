@@ -381,7 +381,11 @@ def wait_for_token(kube: Kube, secret: Obj, timeout: float) -> IssuedToken:
             with retry:
                 return attempt()
     except tenacity.RetryError:
-        run_deadline.check(f'the wait for token Secret "{namespace}/{name}" on {kube.context}')
+        pass
+    except errors.WaitTimeout:
+        pass  # the run's deadline, met by a request of this wait: said as the wait's own
+    if run_deadline.cancelled():
+        raise run_deadline.Cancelled(f'interrupted while waiting for token Secret "{name}"')
     raise errors.WaitTimeout(
         f'the token Secret "{name}" in namespace "{namespace}" on {kube.context} was not filled '
         f"within {timeout:.1f}s",  # the rest of the run's deadline, rounded
