@@ -341,4 +341,7 @@ def test_status_exits_10_while_a_provider_is_not_ready(
     rows = {row["name"]: row for row in json.loads(result.stdout)["providers"]}
     assert rows["source"]["ready"] is False
     assert rows["source"]["message"].startswith("ConnectionTestFailed: ")
-    assert result.stderr.strip().splitlines()[-1] == "error: 1 Provider(s) not Ready: source"
+    last = result.stderr.strip().splitlines()[-1]
+    # (on Forklift's real timing the destination may still be in Staging: it is counted too)
+    assert last.startswith("error: ") and " Provider(s) not Ready: " in last
+    assert "source" in last.split(": ", 1)[1]
