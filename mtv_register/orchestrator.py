@@ -708,16 +708,11 @@ def unregister_pair(
         # A name that matches no Provider, for a cluster that other Providers use, is a typo:
         # refused before anything is touched. With no Provider left for that cluster (after
         # `--keep-remote`, or an interrupted run), its credentials are what remains to remove.
-        def users_of(side: Side) -> list[str]:
-            assert side.kube is not None
-            url = side.kube.url.rstrip("/")
-            return sorted(
-                n
-                for n, p in existing.items()
-                if (p.get("spec") or {}).get("url", "").rstrip("/") == url
-            )
-
-        missing = [s for s in remote if s.provider not in existing and users_of(s)]
+        missing = [
+            s
+            for s in remote
+            if s.provider not in existing and s.kube and _pointing_at(existing, {s.kube.url})
+        ]
         if missing:
             names = ", ".join(sorted(existing)) or "none"
             raise errors.PreflightError(
@@ -742,12 +737,7 @@ def unregister_pair(
             if not deleted:
                 continue
             assert side.kube is not None
-            urls = {u.rstrip("/") for u in (url, side.kube.url) if u}
-            users = sorted(
-                n
-                for n, p in left.items()
-                if (p.get("spec") or {}).get("url", "").rstrip("/") in urls
-            )
+            users = _pointing_at(left, {url, side.kube.url})
             if users:
                 recorder(
                     Change(
@@ -779,6 +769,35 @@ def unregister_pair(
             kube.close()
 
 
+def _pointing_at(providers: dict[str, Obj], urls: set[str]) -> list[str]:
+    """The names of the Providers whose URL is one of `urls` (a trailing "/" aside)."""
+    wanted = {u.rstrip("/") for u in urls if u}
+    return sorted(
+        name
+        for name, provider in providers.items()
+        if (provider.get("spec") or {}).get("url", "").rstrip("/") in wanted
+    )
+
+
+def _fleet_entry(
+    options: PairOptions, work: Callable[[PairOptions], tuple[list[ProviderState], bool]]
+) -> FleetResult:
+    """One pair of a fleet: `work` gives (providers, changed); a failure is the pair's result."""
+    label = f"{options.source} -> {options.destination}"
+    started = time.monotonic()
+    try:
+        providers, changed = work(options)
+    except errors.MtvRegisterError as failure:
+        return FleetResult(
+            label,
+            False,
+            time.monotonic() - started,
+            error=failure.line(),
+            exit_code=failure.exit_code,
+        )
+    return FleetResult(label, True, time.monotonic() - started, providers, changed)
+
+
 def unregister_fleet(
     pairs: list[PairOptions], *, keep_remote: bool, parallel: int
 ) -> list[FleetResult]:
@@ -786,24 +805,11 @@ def unregister_fleet(
     Shared Providers and credentials go with the last pair that uses them."""
 
     def one(options: PairOptions) -> FleetResult:
-        label = f"{options.source} -> {options.destination}"
-        started = time.monotonic()
-        try:
-            changes = unregister_pair(options, keep_remote=keep_remote)
-        except errors.MtvRegisterError as failure:
-            return FleetResult(
-                label,
-                False,
-                time.monotonic() - started,
-                error=failure.line(),
-                exit_code=failure.exit_code,
-            )
-        return FleetResult(
-            label,
-            True,
-            time.monotonic() - started,
-            changed=any(c.action not in ("unchanged",) for c in changes),
-        )
+        def work(pair: PairOptions) -> tuple[list[ProviderState], bool]:
+            changes = unregister_pair(pair, keep_remote=keep_remote)
+            return [], any(c.action != "unchanged" for c in changes)
+
+        return _fleet_entry(options, work)
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         return list(pool.map(one, pairs))
@@ -1027,21 +1033,11 @@ def register_fleet(
     from concurrent.futures import as_completed
 
     def one(options: PairOptions) -> FleetResult:
-        label = f"{options.source} -> {options.destination}"
-        started = time.monotonic()
-        try:
-            result = register_pair(options)
-        except errors.MtvRegisterError as failure:
-            return FleetResult(
-                label,
-                False,
-                time.monotonic() - started,
-                error=failure.line(),
-                exit_code=failure.exit_code,
-            )
-        return FleetResult(
-            label, True, time.monotonic() - started, result.providers, result.mutated
-        )
+        def work(pair: PairOptions) -> tuple[list[ProviderState], bool]:
+            result = register_pair(pair)
+            return result.providers, result.mutated
+
+        return _fleet_entry(options, work)
 
     results: dict[int, FleetResult] = {}
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
