@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from mtv_register.errors import ProviderNotReady
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
 
 Obj = dict[str, Any]
@@ -92,6 +93,12 @@ class Target(ABC):
     forklift: bool  # a Forklift controller tests Providers on the MTV host
     mtv_context: str = "mtv"
     contexts: tuple[str, ...] = CONTEXTS
+
+    @property
+    def status_exit(self) -> int:
+        """What `status` exits with once the tool's Providers are as they should be: 0 where a
+        Forklift tests them and makes them Ready, 10 (a Provider not Ready) where none does."""
+        return 0 if self.forklift else ProviderNotReady.exit_code
 
     @property
     def sandbox(self) -> Sandbox | None:

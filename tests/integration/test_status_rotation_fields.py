@@ -29,7 +29,7 @@ def add_stray_token_secret(target: Target) -> None:
 def status_report(cli: CliRun, target: Target) -> dict[str, Any]:
     """`status --remote source=source -o json` on the separate host, as parsed JSON."""
     result = cli(*status_args(target, "--remote", "source=source", "-o", "json"))
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == target.status_exit, result.stderr
     report: dict[str, Any] = json.loads(result.stdout)
     return report
 

@@ -84,7 +84,7 @@ def test_status_shows_every_provider_with_its_url_token_age_and_ca_expiry(
 
     result = cli(*status_args(target, "-o", "json"))
 
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == target.status_exit, result.stderr
     report = json.loads(result.stdout)
     assert (report["host"], report["namespace"]) == ("mtv", MTV_NAMESPACE)
     rows = {row["name"]: row for row in report["providers"]}
@@ -143,7 +143,7 @@ def test_status_table_and_remote_objects(
         "destination=destination",
     )
 
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == target.status_exit, result.stderr
     lines, row = _table(result)
     assert "Providers on mtv (openshift-mtv)" in lines[0]
     assert target.url("source") in row["source"]
@@ -184,7 +184,7 @@ def test_status_of_remote_objects_after_unregister_shows_none(
 
     result = cli(*status_args(target, "--remote", "source=source", "-o", "json"))
 
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == target.status_exit, result.stderr
     report = json.loads(result.stdout)
     assert [row["name"] for row in report["providers"]] == found
     assert not set(REMOTES) & set(found)
