@@ -429,21 +429,19 @@ def snapshot_difference(before: Snapshot, after: Snapshot) -> dict[str, Obj]:
     Forklift writes, and its resourceVersion are not changes the tool made)."""
 
     def comparable(key: tuple[str, str, str], obj: Obj) -> Obj:
+        # resourceVersion and managedFields are the server's bookkeeping of any write, Forklift's
+        # status writes included (each one stamps its managedFields entry with the time).
+        meta = {
+            k: v for k, v in obj["metadata"].items() if k not in ("resourceVersion", "managedFields")
+        }
         if key[0] == "forklift.konveyor.io/providers":
             obj = {k: v for k, v in obj.items() if k != "status"}
-            obj["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
         elif key[0] == "/secrets":
             # The API server labels a token Secret with the day its token was last used.
-            meta = {
-                k: v
-                for k, v in obj["metadata"].items()
-                if k not in ("resourceVersion", "managedFields")
-            }
             labels = dict(meta.get("labels") or {})
             labels.pop(LEGACY_TOKEN_LAST_USED, None)
             meta["labels"] = labels
-            obj = {**obj, "metadata": meta}
-        return obj
+        return {**obj, "metadata": meta}
 
     difference: dict[str, Obj] = {}
     for context in before:
