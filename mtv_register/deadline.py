@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import Any
 
 import tenacity
 
@@ -48,10 +50,30 @@ def scope(seconds: float | None) -> Iterator[None]:
 signals: list[int] = []  # the signals that cancelled the run, in order
 
 
+_wakers: set[Callable[[], None]] = set()  # what unblocks a thread stuck in a read (a watch)
+
+
 def cancel(signum: int = 2) -> None:
-    """From a signal handler: every wait wakes and every next request is refused."""
+    """From a signal handler: every wait wakes, every open watch is cut, and every next request
+    is refused."""
     signals.append(signum)
     _cancelled.set()
+    for wake in list(_wakers):
+        with contextlib.suppress(Exception):
+            wake()
+
+
+@contextlib.contextmanager
+def on_cancel(wake: Callable[[], None]) -> Iterator[None]:
+    """Within: a cancellation calls `wake` (say, shutting the socket a watch blocks on), so the
+    thread reading it sees the end at once instead of at the read timeout."""
+    _wakers.add(wake)
+    if _cancelled.is_set():
+        wake()
+    try:
+        yield
+    finally:
+        _wakers.discard(wake)
 
 
 def exit_code() -> int:
@@ -145,3 +167,41 @@ class _OutOfTime(tenacity.stop.stop_base):
 
 
 out_of_time = _OutOfTime()
+
+
+GRACE_SECONDS = 0.8  # how long an interrupted pool lets its threads finish their roll-back
+
+
+class _Pool(futures.ThreadPoolExecutor):
+    """A thread pool that remembers what it was given."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(max_workers=max(1, workers))
+        self.given: list[futures.Future[Any]] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
+        future = super().submit(fn, *args, **kwargs)
+        self.given.append(future)
+        return future
+
+
+@contextlib.contextmanager
+def pool(workers: int) -> Iterator[futures.ThreadPoolExecutor]:
+    """A thread pool for one run's parallel work. Interrupted (Ctrl-C, SIGTERM), it cancels the
+    run, gives its threads `GRACE_SECONDS` to stop at their next request and undo what they made,
+    and lets the run end without them; any other failure waits for them, so that a roll-back
+    sees the whole run."""
+    executor = _Pool(workers)
+    interrupted = False
+    try:
+        yield executor
+    except (KeyboardInterrupt, Cancelled):
+        interrupted = True
+        if not _cancelled.is_set():
+            cancel()
+        executor.shutdown(wait=False, cancel_futures=True)
+        futures.wait(executor.given, timeout=GRACE_SECONDS)
+        raise
+    finally:
+        if not interrupted:
+            executor.shutdown(wait=True)

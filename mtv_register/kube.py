@@ -268,13 +268,15 @@ class Kube:
             timeout=timeout + 5,
         )
         try:
-            buffer = b""
-            for chunk in response.stream(4096, decode_content=True):
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        yield json.loads(line)
+            # A Ctrl-C shuts the socket, so the thread blocked in this read stops at once.
+            with deadline.on_cancel(response.shutdown):
+                buffer = b""
+                for chunk in response.stream(4096, decode_content=True):
+                    buffer += chunk
+                    while b"\n" in buffer:
+                        line, buffer = buffer.split(b"\n", 1)
+                        if line.strip():
+                            yield json.loads(line)
         except (urllib3.exceptions.HTTPError, OSError) as err:
             raise Transient(f"the watch was interrupted: {err}") from None
         finally:

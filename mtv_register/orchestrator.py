@@ -3,11 +3,9 @@ register on the MTV host and wait for Forklift. Also its reverse (unregister) an
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -297,7 +295,7 @@ def register_pair(
         host = kubes[options.host_context]
 
         say(f"preflight: MTV host {host.context}, {', '.join(s.context for s in remote)}")
-        with _pool(len(remote) + 1) as pool:
+        with run_deadline.pool(len(remote) + 1) as pool:
             host_check = pool.submit(_preflight_host, host, options, sides)
             checks = [pool.submit(_url_and_ca, side, options, kubeconfig) for side in remote]
             namespace, existing = host_check.result()
@@ -325,7 +323,7 @@ def register_pair(
             return _render(result, sides, options, namespace)
 
         say("bootstrap: " + ", ".join(s.context for s in remote))
-        with _pool(len(remote)) as pool:
+        with run_deadline.pool(len(remote)) as pool:
             futures = [
                 pool.submit(
                     _bootstrap_side,
@@ -427,23 +425,6 @@ def register_pair(
     finally:
         for kube in kubes.values():
             kube.close()
-
-
-@contextlib.contextmanager
-def _pool(workers: int) -> Iterator[ThreadPoolExecutor]:
-    """A thread pool that, when its block is interrupted (Ctrl-C, SIGTERM), does not wait for
-    its threads: they stop at their next request, the run being cancelled."""
-    pool = ThreadPoolExecutor(max_workers=workers)
-    interrupted = False
-    try:
-        yield pool
-    except (KeyboardInterrupt, run_deadline.Cancelled):
-        interrupted = True
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    finally:
-        if not interrupted:
-            pool.shutdown(wait=True)  # any other failure: the roll-back waits for the other side
 
 
 def _roll_back(
@@ -751,7 +732,7 @@ def unregister_pair(
             else:
                 gone.append(side)
         if gone:
-            with ThreadPoolExecutor(max_workers=len(gone)) as pool:
+            with run_deadline.pool(len(gone)) as pool:
                 for future in [
                     pool.submit(
                         teardown,
@@ -811,7 +792,7 @@ def unregister_fleet(
 
         return _fleet_entry(options, work)
 
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+    with run_deadline.pool(parallel) as pool:
         return list(pool.map(one, pairs))
 
 
@@ -1040,7 +1021,7 @@ def register_fleet(
         return _fleet_entry(options, work)
 
     results: dict[int, FleetResult] = {}
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+    with run_deadline.pool(parallel) as pool:
         futures = {pool.submit(one, pair): index for index, pair in enumerate(pairs)}
         for future in as_completed(futures):
             outcome = future.result()
