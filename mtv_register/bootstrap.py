@@ -8,6 +8,7 @@ reads first and writes only what differs, so a second run makes no mutating requ
 from __future__ import annotations
 
 import base64
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -287,8 +288,19 @@ def bootstrap(
     # The token the Provider holds (the caller proves it still works), unless its token Secret
     # is gone: that revoked it, though a real API server keeps accepting it for up to 10 s from
     # its token cache, so a proof alone would keep a dying token.
-    if reuse is not None and kube.get(SECRET, reuse.secret_name, reuse.namespace) is not None:
-        return reuse
+    if reuse is not None:
+        if kube.get(SECRET, reuse.secret_name, reuse.namespace) is not None:
+            return reuse
+        # Its token Secret was deleted, perhaps to revoke a leaked token. A real token controller
+        # signs a legacy token over the account and the Secret's name alone, so the same name
+        # would bring that very token back: the next one is issued under a new name.
+        created = create_token_secret(
+            kube, spec.service_account, spec.namespace, replaces=reuse.secret_name
+        )
+        report(
+            Change(kube.context, "Secret", created["metadata"]["name"], spec.namespace, "created")
+        )
+        return wait_for_token(kube, created, max(0.0, deadline - time.monotonic()))
     secret = ensure(
         kube,
         SECRET,
@@ -304,6 +316,33 @@ def bootstrap(
             fix="delete it or choose another --service-account",
         )
     return wait_for_token(kube, secret, max(0.0, deadline - time.monotonic()))
+
+
+def create_token_secret(
+    remote: Kube, service_account: str, namespace: str, *, replaces: str
+) -> Obj:
+    """A new token Secret under a name chosen here, not by generateName: if the answer to the
+    create is lost, the retry meets AlreadyExists on this very Secret instead of making a
+    second, orphaned one. It records the Secret it `replaces`, for rotation's sweep."""
+    name = f"{manifests.token_secret_generate_name(service_account)}{_suffix()}"
+    desired = manifests.token_secret(service_account, namespace, name=name)
+    desired["metadata"]["annotations"][manifests.TOKEN_REPLACES_ANNOTATION] = replaces
+    try:
+        return remote.create(SECRET, desired)
+    except AlreadyExists:
+        existing = remote.get(SECRET, name, namespace)
+        annotations = (existing or {}).get("metadata", {}).get("annotations") or {}
+        if (
+            existing is None
+            or annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION) != service_account
+        ):
+            raise
+        return existing
+
+
+def _suffix() -> str:
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"  # as the API server's generateName picks
+    return "".join(secrets.choice(alphabet) for _ in range(5))
 
 
 def _ensure_binding(kube: Kube, spec: RemoteSpec, report: Report, *, fresh: bool) -> None:

@@ -13,19 +13,25 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtv_register import errors, forklift, manifests, verdicts
-from mtv_register.bootstrap import Change, RemoteSpec, Report, wait_for_token
-from mtv_register.kube import NAMESPACE, SECRET, AlreadyExists, Conflict, Kube, RetryPolicy
+from mtv_register import deadline, errors, forklift, manifests, verdicts
+from mtv_register.bootstrap import (
+    Change,
+    RemoteSpec,
+    Report,
+    create_token_secret,
+    wait_for_token,
+)
+from mtv_register.kube import NAMESPACE, SECRET, Conflict, Kube, RetryPolicy
 from mtv_register.redaction import remember
 
 Obj = dict[str, Any]
 Clock = Callable[[], dt.datetime]
 ROTATION_TIMEOUT = 300.0
+ROLL_BACK_SECONDS = 5.0  # what a failed or interrupted rotation gets to undo itself
 
 
 def utc_now() -> dt.datetime:
@@ -321,7 +327,7 @@ def _rotate(
     service_account = (old["metadata"].get("annotations") or {}).get(
         manifests.SERVICE_ACCOUNT_NAME_ANNOTATION, ""
     )
-    created = _create_token_secret(remote, service_account, old_ns, replaces=old_name)
+    created = create_token_secret(remote, service_account, old_ns, replaces=old_name)
     new_name = created["metadata"]["name"]
     report(Change(remote.context, "Secret", new_name, old_ns, "created"))
     new_ref = f"{old_ns}/{new_name}"
@@ -356,9 +362,11 @@ def _rotate(
         )
         _wait_taken_up(host, registration, options, report)
     except errors.MtvRegisterError as failure:
-        if switched:
-            _switch_back(host, registration, report)
-        _remove_new((fresh, remote) if fresh else (remote,), new_name, old_ns, report)
+        # The roll-back runs even past the deadline or after Ctrl-C, for a few seconds more.
+        with deadline.shielded(ROLL_BACK_SECONDS):
+            if switched:
+                _switch_back(host, registration, report)
+            _remove_new((fresh, remote) if fresh else (remote,), new_name, old_ns, report)
         if fresh is not None:
             fresh.close()
         raise type(failure)(
@@ -383,33 +391,6 @@ def _wait_taken_up(
     verdicts.wait_ready(
         host, registration.namespace, registration.name, options.timeout, secret_version=version
     )
-
-
-def _create_token_secret(
-    remote: Kube, service_account: str, namespace: str, *, replaces: str
-) -> Obj:
-    """A new token Secret under a name chosen here, not by generateName: if the answer to the
-    create is lost, the retry meets AlreadyExists on this very Secret instead of making a
-    second, orphaned one. It records the Secret it `replaces`, for `_sweep`."""
-    name = f"{manifests.token_secret_generate_name(service_account)}{_suffix()}"
-    desired = manifests.token_secret(service_account, namespace, name=name)
-    desired["metadata"]["annotations"][manifests.TOKEN_REPLACES_ANNOTATION] = replaces
-    try:
-        return remote.create(SECRET, desired)
-    except AlreadyExists:
-        existing = remote.get(SECRET, name, namespace)
-        annotations = (existing or {}).get("metadata", {}).get("annotations") or {}
-        if (
-            existing is None
-            or annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION) != service_account
-        ):
-            raise
-        return existing
-
-
-def _suffix() -> str:
-    alphabet = "bcdfghjklmnpqrstvwxz2456789"  # as the API server's generateName picks
-    return "".join(secrets.choice(alphabet) for _ in range(5))
 
 
 def _switch_guarded(
@@ -600,8 +581,6 @@ def rotate_all(
 ) -> list[RotationResult]:
     """Rotate each chosen Provider; one failure never stops the others. `recovery` gives an
     admin client for a Provider whose token is already dead (or None)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     providers = managed_providers(host, namespace, names)
 
     def failed(provider: Obj, failure: errors.MtvRegisterError) -> RotationResult:
@@ -623,7 +602,7 @@ def rotate_all(
         except errors.MtvRegisterError as failure:
             return failed(provider, failure)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(providers) or 1))) as pool:
+    with deadline.pool(min(parallel, len(providers) or 1)) as pool:
         return list(pool.map(one, providers))
 
 
@@ -646,7 +625,7 @@ def recover_provider(
         # bootstrap just made again under the documented name carries the very token that was
         # revoked (a real token controller signs the same claims the same way). A token Secret
         # under a new name gives a new token; the sweep below deletes the other.
-        created = _create_token_secret(
+        created = create_token_secret(
             admin, spec.service_account, spec.namespace, replaces=issued.secret_name
         )
         report(

@@ -5,6 +5,7 @@ that write nothing, and Forklift rejecting a token."""
 from __future__ import annotations
 
 import base64
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,10 @@ def assert_registered(target: Target, context: str, provider_name: str) -> None:
     assert decoded(secret, "url") == target.url(context)
     assert decoded(secret, "ca.crt") == target.root_ca_pem(context)
     assert decoded(secret, "insecureSkipVerify") == "false"
-    token_secret = target.find(context, "secrets", TOKEN_SECRET, SA_NS)
+    token_ns, _, token_name = secret["metadata"]["annotations"][
+        manifests.TOKEN_SECRET_ANNOTATION
+    ].partition("/")
+    token_secret = target.find(context, "secrets", token_name, token_ns)
     assert token_secret is not None
     same_token = decoded(secret, "token") == decoded(token_secret, "token") != ""
     assert same_token, "the provider Secret does not carry the cluster's token"
@@ -72,9 +76,12 @@ def assert_bootstrapped(target: Target, context: str) -> None:
     ]
     account = target.find(context, "serviceaccounts", manifests.DEFAULT_SERVICE_ACCOUNT, SA_NS)
     assert account is not None and not account.get("secrets")
-    token_secret = target.find(context, "secrets", TOKEN_SECRET, SA_NS)
-    assert token_secret is not None
-    assert token_secret["type"] == manifests.SERVICE_ACCOUNT_TOKEN_TYPE
+    (token_secret,) = [
+        s
+        for s in target.list(context, "secrets", SA_NS)
+        if s["type"] == manifests.SERVICE_ACCOUNT_TOKEN_TYPE
+    ]
+    assert token_secret["metadata"]["name"].startswith(TOKEN_SECRET)
 
 
 # -- the two shapes ------------------------------------------------------------------------------
@@ -272,6 +279,12 @@ def test_a_token_revoked_after_the_proof_fails_forklifts_test_and_a_rerun_repair
 # -- drift is repaired and reported --------------------------------------------------------------
 
 
+def _provider_token(target: Target, name: str) -> str:
+    secret = target.find(target.mtv_context, "secrets", f"{name}-credentials", MTV_NS)
+    assert secret is not None
+    return decoded(secret, "token")
+
+
 def _edit_cluster_role(target: Target) -> None:
     with_pods_only = {"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}
     admin_client(target.kubeconfig, "source").patch(
@@ -308,7 +321,9 @@ def _change_provider_url(target: Target) -> None:
         (
             _delete_token_secret,
             {
-                "Secret mtv-register/mtv-provider-token created on source",
+                # A new name: a real token controller would sign the same name's token again,
+                # bringing back the token whose Secret was deleted.
+                "Secret mtv-register/mtv-provider-token-* created on source",
                 "Secret openshift-mtv/source-credentials updated on mtv",
             },
         ),
@@ -321,6 +336,7 @@ def test_drift_is_repaired_and_reported(target: Target, drift: Any, repair: set[
     options = pair_options(target.kubeconfig)
     register_pair(options)
     target.settle()  # its re-test after the owner reference must not see the drift
+    before = _provider_token(target, "source")
     drift(target)
 
     repaired = register_pair(options)
@@ -330,7 +346,15 @@ def test_drift_is_repaired_and_reported(target: Target, drift: Any, repair: set[
     up_to_2_10 = {
         str(c) for c in repaired.changes if c.action.startswith("generation changed: Forklift 2.10")
     }
-    assert {str(c) for c in repaired.changes if c.action != "unchanged"} - up_to_2_10 == repair
+    changed = {
+        re.sub(r"(mtv-provider-token)-[a-z0-9]{5} ", r"\1-* ", str(c))
+        for c in repaired.changes
+        if c.action != "unchanged"
+    }
+    assert changed - up_to_2_10 == repair
+    if drift is _delete_token_secret:  # the deleted Secret's token stays revoked
+        assert _provider_token(target, "source") != before
+        assert target.refuses("source", before)
     assert [p.phase for p in repaired.providers] == ["Ready", "Ready"]
     assert_bootstrapped(target, "source")
     assert_registered(target, "source", "source")
