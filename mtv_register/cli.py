@@ -163,6 +163,21 @@ def _duration(value: str, flag: str) -> float:
         _fail(UsageError(f"{flag}: {error}"))
 
 
+def _timeout(value: str) -> float:
+    """`--timeout`: the whole command's deadline, in seconds, more than zero."""
+    from mtv_register.errors import UsageError
+
+    seconds = _duration(value, "--timeout")
+    if seconds <= 0:
+        _fail(
+            UsageError(
+                f"--timeout must be more than 0s, not {value}",
+                fix="pass a positive duration, e.g. --timeout 5m",
+            )
+        )
+    return seconds
+
+
 def _quiet_insecure_requests() -> None:
     """The user chose no TLS verification and was warned once: urllib3's multi-line warning on
     every unverified request would only bury that line."""
@@ -383,14 +398,7 @@ def register(
     from mtv_register.orchestrator import PairOptions, register_pair, sides_of
 
     _check_client(client, oc_path, explain)
-    seconds = _duration(timeout, "--timeout")
-    if seconds <= 0:
-        _fail(
-            UsageError(
-                f"--timeout must be more than 0s, not {timeout}",
-                fix="pass a positive duration, e.g. --timeout 5m",
-            )
-        )
+    seconds = _timeout(timeout)
     if pairs is not None:
         if source or destination:
             _fail(
@@ -680,7 +688,7 @@ def status(
             _fail(UsageError("no --host and no current-context", fix="pass --host CONTEXT"))
     from mtv_register import deadline
 
-    seconds = _duration(timeout, "--timeout")
+    seconds = _timeout(timeout)
     with _explaining(explain, output), deadline.scope(seconds):
         report = _run(
             lambda: read_status(
@@ -817,6 +825,7 @@ def unregister(
             help="Remove only the Providers on the host; keep the credentials on the clusters."
         ),
     ] = False,
+    timeout: Annotated[str, typer.Option(help="Deadline for the whole run, e.g. 90s, 5m.")] = "5m",
     yes: YesOption = False,
     interactive: Annotated[bool | None, typer.Option(help="Ask before deleting.")] = None,
     output: OutputOption = Output.text,
@@ -826,11 +835,13 @@ def unregister(
 ) -> None:
     """Remove what `register` created, on every cluster, and nothing else: a Provider, or a
     cluster's credentials, that another registration still uses stays."""
+    from mtv_register import deadline
     from mtv_register.bootstrap import RemoteSpec
     from mtv_register.errors import UsageError
     from mtv_register.orchestrator import PairOptions, load_pairs, unregister_fleet, unregister_pair
 
     _check_client(client, oc_path, explain)
+    seconds = _timeout(timeout)
     if pairs is None and (source is None or destination is None):
         _fail(
             UsageError(
@@ -866,7 +877,7 @@ def unregister(
         ):
             _err("aborted: nothing was changed")
             raise typer.Exit(1)
-        with _explaining(explain, output):
+        with _explaining(explain, output), deadline.scope(seconds):
             results = _run(
                 lambda: unregister_fleet(fleet, keep_remote=keep_remote, parallel=parallel)
             )
@@ -879,7 +890,7 @@ def unregister(
     ):
         _err("aborted: nothing was changed")
         raise typer.Exit(1)
-    with _explaining(explain, output):
+    with _explaining(explain, output), deadline.scope(seconds):
         changes = _run(lambda: unregister_pair(options, keep_remote=keep_remote))
         if output is Output.json:
             typer.echo(json.dumps(_camel([vars(c) for c in changes]), indent=2))
@@ -1078,7 +1089,9 @@ def rotate(
         ),
     ] = None,
     parallel: Annotated[int, typer.Option(help="Providers rotated at once.", min=1)] = 4,
-    timeout: Annotated[str, typer.Option(help="Deadline per Provider.")] = "5m",
+    timeout: Annotated[
+        str, typer.Option(help="Deadline for the whole run (every Provider's rotation in it).")
+    ] = "15m",
     dry_run: Annotated[bool, typer.Option(help="Say what would rotate; change nothing.")] = False,
     yes: YesOption = False,
     output: OutputOption = Output.text,
@@ -1101,14 +1114,7 @@ def rotate(
             )
         )
     age = None if max_age is None else dt.timedelta(seconds=_duration(max_age, "--max-age"))
-    seconds = _duration(timeout, "--timeout")
-    if seconds <= 0:
-        _fail(
-            UsageError(
-                f"--timeout must be more than 0s, not {timeout}",
-                fix="pass a positive duration, e.g. --timeout 5m",
-            )
-        )
+    seconds = _timeout(timeout)
     config_path = str(kubeconfig) if kubeconfig else None
     renew = (
         None
@@ -1158,7 +1164,9 @@ def rotate(
         finally:
             kube.close()
 
-    with _explaining(explain, output):
+    from mtv_register import deadline
+
+    with _explaining(explain, output), deadline.scope(seconds):
         results = _run(run)
         if output is Output.json:
             typer.echo(json.dumps(_camel([vars(r) for r in results]), indent=2))
