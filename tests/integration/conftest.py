@@ -431,9 +431,8 @@ def snapshot_difference(before: Snapshot, after: Snapshot) -> dict[str, Obj]:
     def comparable(key: tuple[str, str, str], obj: Obj) -> Obj:
         # resourceVersion and managedFields are the server's bookkeeping of any write, Forklift's
         # status writes included (each one stamps its managedFields entry with the time).
-        meta = {
-            k: v for k, v in obj["metadata"].items() if k not in ("resourceVersion", "managedFields")
-        }
+        bookkeeping = ("resourceVersion", "managedFields")
+        meta = {k: v for k, v in obj["metadata"].items() if k not in bookkeeping}
         if key[0] == "forklift.konveyor.io/providers":
             obj = {k: v for k, v in obj.items() if k != "status"}
         elif key[0] == "/secrets":
