@@ -412,7 +412,7 @@ def wait_for_token(kube: Kube, secret: Obj, timeout: float) -> IssuedToken:
     try:
         for retry in tenacity.Retrying(
             retry=tenacity.retry_if_exception_type((_TokenPending, Transient)),
-            stop=tenacity.stop_any(tenacity.stop_after_delay(timeout), run_deadline.out_of_time),
+            stop=run_deadline.stop_when(tenacity.stop_after_delay(timeout)),
             wait=tenacity.wait_fixed(0.05),
             sleep=run_deadline.sleep,
             reraise=False,
@@ -518,7 +518,7 @@ def wait_namespace_gone(kube: Kube, name: str, timeout: float) -> None:
     try:
         for retry in tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_NamespacePresent),
-            stop=tenacity.stop_any(tenacity.stop_after_delay(timeout), run_deadline.out_of_time),
+            stop=run_deadline.stop_when(tenacity.stop_after_delay(timeout)),
             wait=tenacity.wait_exponential(multiplier=0.1, max=1.0),
             sleep=run_deadline.sleep,
             reraise=False,

@@ -11,12 +11,14 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent import futures
-from typing import Any
-
-import tenacity
+from typing import TYPE_CHECKING, Any
 
 from mtv_register import errors
+
+if TYPE_CHECKING:  # both imported when a run needs them, not for `--help`
+    from concurrent import futures
+
+    import tenacity
 
 _lock = threading.Lock()
 _deadline: float | None = None
@@ -159,30 +161,22 @@ def sleep(seconds: float) -> None:
         raise Cancelled("interrupted while waiting")
 
 
-class _OutOfTime(tenacity.stop.stop_base):
-    """A tenacity stop condition: the run is out of time or cancelled."""
+def stop_when(*limits: tenacity.stop.stop_base) -> tenacity.stop.stop_base:
+    """A tenacity stop condition: any of `limits`, or the run out of time or cancelled."""
+    import tenacity
 
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+    return tenacity.stop_any(*limits, tenacity.stop_when_event_set(_Stopped()))  # type: ignore[arg-type]
+
+
+class _Stopped:
+    """Read as an Event by tenacity: set once the run is out of time, or cancelled outside a
+    roll-back."""
+
+    def is_set(self) -> bool:
         return passed() or (_cancelled.is_set() and _shielded_until() is None)
 
 
-out_of_time = _OutOfTime()
-
-
 GRACE_SECONDS = 0.8  # how long an interrupted pool lets its threads finish their roll-back
-
-
-class _Pool(futures.ThreadPoolExecutor):
-    """A thread pool that remembers what it was given."""
-
-    def __init__(self, workers: int) -> None:
-        super().__init__(max_workers=max(1, workers))
-        self.given: list[futures.Future[Any]] = []
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
-        future = super().submit(fn, *args, **kwargs)
-        self.given.append(future)
-        return future
 
 
 @contextlib.contextmanager
@@ -191,7 +185,18 @@ def pool(workers: int) -> Iterator[futures.ThreadPoolExecutor]:
     run, gives its threads `GRACE_SECONDS` to stop at their next request and undo what they made,
     and lets the run end without them; any other failure waits for them, so that a roll-back
     sees the whole run."""
-    executor = _Pool(workers)
+    from concurrent import futures
+
+    executor = futures.ThreadPoolExecutor(max_workers=max(1, workers))
+    given: list[futures.Future[Any]] = []
+    submit = executor.submit
+
+    def tracked(fn: Any, /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
+        future = submit(fn, *args, **kwargs)
+        given.append(future)
+        return future
+
+    executor.submit = tracked  # type: ignore[method-assign]  # map() submits through it too
     interrupted = False
     try:
         yield executor
@@ -200,7 +205,7 @@ def pool(workers: int) -> Iterator[futures.ThreadPoolExecutor]:
         if not _cancelled.is_set():
             cancel()
         executor.shutdown(wait=False, cancel_futures=True)
-        futures.wait(executor.given, timeout=GRACE_SECONDS)
+        futures.wait(given, timeout=GRACE_SECONDS)
         raise
     finally:
         if not interrupted:

@@ -297,9 +297,7 @@ class Kube:
         try:
             for attempt in tenacity.Retrying(
                 retry=tenacity.retry_if_exception_type(Transient),
-                stop=tenacity.stop_any(
-                    tenacity.stop_after_attempt(self.retry.attempts), deadline.out_of_time
-                ),
+                stop=deadline.stop_when(tenacity.stop_after_attempt(self.retry.attempts)),
                 wait=self._wait,
                 sleep=deadline.sleep,
                 reraise=True,

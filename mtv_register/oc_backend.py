@@ -478,9 +478,7 @@ class OcKube(Kube):
         try:
             for attempt in tenacity.Retrying(
                 retry=tenacity.retry_if_exception_type(Transient),
-                stop=tenacity.stop_any(
-                    tenacity.stop_after_attempt(self.retry.attempts), run_deadline.out_of_time
-                ),
+                stop=run_deadline.stop_when(tenacity.stop_after_attempt(self.retry.attempts)),
                 wait=self._wait,
                 sleep=run_deadline.sleep,
                 reraise=True,
