@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mtv_register import errors, forklift
+from mtv_register import errors
 from mtv_register.kube import RetryPolicy
 from mtv_register.orchestrator import register_pair
 from mtv_register.rotation import RotateOptions, open_host, rotate_all
@@ -241,9 +241,3 @@ def test_a_persistent_fault_fails_clearly_and_a_rerun_converges(
         if problem:
             failures.append(f"{request}: {problem}")
     assert not failures, "\n".join(failures)
-
-
-def test_the_provider_secret_owner_is_the_provider(clean_register):
-    _, expected = clean_register
-    assert any("openshift-mtv/source-credentials" in key for key in expected["mtv"])
-    assert forklift.secret_name_for("source") == "source-credentials"

@@ -7,8 +7,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+import yaml
 
-from mtv_register import errors
+from mtv_register import errors, manifests
 from mtv_register.kube import Kube, RetryPolicy
 from mtv_register.sandbox import ISSUED_TOKENS
 from tests.integration.conftest import assert_no_token_in_any_form
@@ -52,10 +53,21 @@ def test_register_status_rotate_unregister_at_debug_level_print_no_token(run, ou
 
 
 def test_dry_run_redacts_the_token_of_an_existing_registration(run):
+    """Re-rendered for a registration that exists, each provider Secret shows its token as the
+    placeholder (under stringData, where kubectl apply takes text) and the rest as stored."""
     assert run("register", *BASE, "--yes").exit_code == 0
     result = run("register", *BASE, "--yes", "--dry-run", "--output", "yaml")
     assert result.exit_code == 0
-    assert "token: <redacted>" in result.stdout or "<redacted>" in result.stdout
+    shown = {
+        doc["metadata"]["name"]: doc
+        for doc in yaml.safe_load_all(result.stdout)
+        if doc and doc.get("kind") == "Secret" and doc["metadata"]["name"].endswith("-credentials")
+    }
+    assert set(shown) == {"source-credentials", "destination-credentials"}
+    for secret in shown.values():
+        assert "data" not in secret
+        assert secret["stringData"]["token"] == manifests.REDACTED
+        assert secret["stringData"]["url"].startswith("https://")
 
 
 def test_failures_carry_no_token_in_their_message(sandbox, run, caplog):

@@ -103,6 +103,26 @@ def test_pair_on_a_separate_mtv_host_gives_two_ready_providers(target: Target) -
     assert target.find("mtv", "namespaces", SA_NS) is None  # nothing bootstrapped on the host
 
 
+@pytest.mark.needs_forklift
+def test_deleting_a_provider_lets_the_garbage_collector_remove_its_secret(target: Target) -> None:
+    """The provider Secret is owned by its Provider, so the cluster's garbage collector (the
+    real kube-controller-manager's on the real clusters) removes it with the Provider."""
+    register_pair(pair_options(target.kubeconfig))
+    assert target.find("mtv", "secrets", "source-credentials", MTV_NS) is not None
+    mtv = admin_client(target.kubeconfig, "mtv")
+    try:
+        assert mtv.delete(PROVIDER, "source", MTV_NS)
+        wait_for(
+            lambda: target.find("mtv", "secrets", "source-credentials", MTV_NS) is None,
+            timeout=60,
+            what="the garbage collector to remove the provider Secret",
+        )
+    finally:
+        mtv.close()
+    # The other Provider's Secret, owned by the other Provider, stays.
+    assert target.find("mtv", "secrets", "destination-credentials", MTV_NS) is not None
+
+
 @pytest.mark.sandbox_only("MTV installed on the destination: not the shape of these clusters")
 @pytest.mark.needs_forklift
 def test_pair_with_mtv_on_the_destination_uses_its_host_provider(
