@@ -51,6 +51,15 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def reliability(session: nox.Session) -> None:
+    """The fault matrix, bad input, concurrency and the token-leak scan; writes
+    docs/reliability.md from what they recorded."""
+    session.install("-e", ".[test]")
+    session.run("bash", ".ci/install-kubectl", external=True)
+    session.run("pytest", "tests/hardening", "-q", "--reliability-report", "docs/reliability.md")
+
+
+@nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Side-by-side measurements; writes benchmarks/results.json and docs/benchmarks.md."""
     session.run("bash", ".ci/install-kubectl", external=True)

@@ -26,7 +26,7 @@ REGENERATE = "python scripts/gen_reference.py > docs/reference.md"
 GENERATED_ELSEWHERE = {
     "docs/benchmarks.md": "nox -s bench",
     "docs/benchmarks.png": "nox -s bench",
-    "docs/reliability.md": "a full run of the test suite (nox -s tests)",
+    "docs/reliability.md": "nox -s reliability",
 }
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.S | re.M)
