@@ -54,12 +54,13 @@ def hung_server() -> Iterator[str]:
         listener.close()
 
 
-def _with_source_at(kubeconfig: Path, url: str, tmp_path: Path) -> Path:
+def _with_server_at(kubeconfig: Path, context_name: str, url: str, tmp_path: Path) -> Path:
+    """A copy of `kubeconfig` in which `context_name` points at `url`."""
     config = yaml.safe_load(kubeconfig.read_text())
-    context = next(c for c in config["contexts"] if c["name"] == "source")
+    context = next(c for c in config["contexts"] if c["name"] == context_name)
     cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
     cluster["cluster"]["server"] = url
-    changed = tmp_path / "hung-kubeconfig"
+    changed = tmp_path / f"hung-{context_name}-kubeconfig"
     changed.write_text(yaml.safe_dump(config))
     return changed
 
@@ -77,7 +78,7 @@ def _mtv_register(*args: str, **popen: object) -> subprocess.Popen[str]:
 def test_timeout_bounds_a_run_against_a_server_that_never_answers(
     target: Target, tmp_path: Path, hung_server: str
 ) -> None:
-    kubeconfig = _with_source_at(target.kubeconfig, hung_server, tmp_path)
+    kubeconfig = _with_server_at(target.kubeconfig, "source", hung_server, tmp_path)
     before = target.snapshot()
     started = time.monotonic()
     run = _mtv_register(*register_args(kubeconfig, "--yes", "--timeout", "3s"))
@@ -137,28 +138,13 @@ def test_ctrl_c_at_a_prompt_exits_130(target: Target) -> None:
 def test_status_is_bounded_by_its_timeout_against_a_server_that_never_answers(
     target: Target, tmp_path: Path, hung_server: str
 ) -> None:
-    config = yaml.safe_load(target.kubeconfig.read_text())
-    context = next(c for c in config["contexts"] if c["name"] == "mtv")
-    cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
-    cluster["cluster"]["server"] = hung_server
-    kubeconfig = tmp_path / "hung-host"
-    kubeconfig.write_text(yaml.safe_dump(config))
+    kubeconfig = _with_server_at(target.kubeconfig, "mtv", hung_server, tmp_path)
     run = _mtv_register(
         "status", "--kubeconfig", str(kubeconfig), "--host", "mtv", "--timeout", "2s"
     )
     out, err = run.communicate(timeout=60)
     assert run.returncode in (4, 9), err
     assert "--timeout" in err and "Traceback" not in out + err
-
-
-def _with_host_at(kubeconfig: Path, url: str, tmp_path: Path) -> Path:
-    config = yaml.safe_load(kubeconfig.read_text())
-    context = next(c for c in config["contexts"] if c["name"] == "mtv")
-    cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
-    cluster["cluster"]["server"] = url
-    changed = tmp_path / "hung-host"
-    changed.write_text(yaml.safe_dump(config))
-    return changed
 
 
 @pytest.mark.parametrize(
@@ -172,7 +158,7 @@ def _with_host_at(kubeconfig: Path, url: str, tmp_path: Path) -> Path:
 def test_unregister_and_rotate_are_bounded_by_their_timeout(
     target: Target, tmp_path: Path, hung_server: str, command: list[str]
 ) -> None:
-    kubeconfig = _with_host_at(target.kubeconfig, hung_server, tmp_path)
+    kubeconfig = _with_server_at(target.kubeconfig, "mtv", hung_server, tmp_path)
     before = target.snapshot()
     started = time.monotonic()
     run = _mtv_register(
