@@ -211,11 +211,16 @@ def test_an_interrupted_build_leaves_no_compiler_running(tmp_path: Path) -> None
     cache = tmp_path / "cache"
     cache.mkdir()
     for shared in ("gomod", "gocache"):
-        (cache / shared).symlink_to(cache_root() / shared)
+        (cache / shared).symlink_to(CACHE / shared)
     launcher = launch(tmp_path, {"MTV_REGISTER_REALSTACK_CACHE": str(cache)})
-    wait_until(
-        lambda: any(name_of(p) == "go" for p in descendants(launcher.pid)), 60, "go to start"
-    )
+
+    def go_started() -> bool:
+        if launcher.poll() is not None:  # ended before any build: say what it printed
+            out, err = launcher.communicate()
+            pytest.fail(f"the launcher ended ({launcher.returncode}) before go ran: {out}{err}")
+        return any(name_of(p) == "go" for p in descendants(launcher.pid))
+
+    wait_until(go_started, 60, "go to start")
     time.sleep(1.0)  # compilers and the linker under way
     seen = descendants(launcher.pid)
 
