@@ -295,10 +295,7 @@ def bootstrap(
         # signs a legacy token over the account and the Secret's name alone, so the same name
         # would bring that very token back: the next one is issued under a new name.
         created = create_token_secret(
-            kube, spec.service_account, spec.namespace, replaces=reuse.secret_name
-        )
-        report(
-            Change(kube.context, "Secret", created["metadata"]["name"], spec.namespace, "created")
+            kube, spec.service_account, spec.namespace, replaces=reuse.secret_name, report=report
         )
         return wait_for_token(kube, created, max(0.0, deadline - time.monotonic()))
     secret = ensure(
@@ -319,16 +316,17 @@ def bootstrap(
 
 
 def create_token_secret(
-    remote: Kube, service_account: str, namespace: str, *, replaces: str
+    remote: Kube, service_account: str, namespace: str, *, replaces: str, report: Report
 ) -> Obj:
     """A new token Secret under a name chosen here, not by generateName: if the answer to the
     create is lost, the retry meets AlreadyExists on this very Secret instead of making a
-    second, orphaned one. It records the Secret it `replaces`, for rotation's sweep."""
+    second, orphaned one. It records the Secret it `replaces`, for rotation's sweep, and
+    reports the creation."""
     name = f"{manifests.token_secret_generate_name(service_account)}{_suffix()}"
     desired = manifests.token_secret(service_account, namespace, name=name)
     desired["metadata"]["annotations"][manifests.TOKEN_REPLACES_ANNOTATION] = replaces
     try:
-        return remote.create(SECRET, desired)
+        created = remote.create(SECRET, desired)
     except AlreadyExists:
         existing = remote.get(SECRET, name, namespace)
         annotations = (existing or {}).get("metadata", {}).get("annotations") or {}
@@ -337,7 +335,9 @@ def create_token_secret(
             or annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION) != service_account
         ):
             raise
-        return existing
+        created = existing
+    report(Change(remote.context, "Secret", name, namespace, "created"))
+    return created
 
 
 def _suffix() -> str:

@@ -327,9 +327,8 @@ def _rotate(
     service_account = (old["metadata"].get("annotations") or {}).get(
         manifests.SERVICE_ACCOUNT_NAME_ANNOTATION, ""
     )
-    created = create_token_secret(remote, service_account, old_ns, replaces=old_name)
+    created = create_token_secret(remote, service_account, old_ns, replaces=old_name, report=report)
     new_name = created["metadata"]["name"]
-    report(Change(remote.context, "Secret", new_name, old_ns, "created"))
     new_ref = f"{old_ns}/{new_name}"
     switched = False
     fresh: Kube | None = None
@@ -626,10 +625,7 @@ def recover_provider(
         # revoked (a real token controller signs the same claims the same way). A token Secret
         # under a new name gives a new token; the sweep below deletes the other.
         created = create_token_secret(
-            admin, spec.service_account, spec.namespace, replaces=issued.secret_name
-        )
-        report(
-            Change(admin.context, "Secret", created["metadata"]["name"], spec.namespace, "created")
+            admin, spec.service_account, spec.namespace, replaces=issued.secret_name, report=report
         )
         issued = wait_for_token(admin, created, options.timeout)
     ref = "" if spec.bound else f"{issued.namespace}/{issued.secret_name}"
