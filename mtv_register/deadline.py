@@ -165,7 +165,7 @@ def stop_when(*limits: tenacity.stop.stop_base) -> tenacity.stop.stop_base:
     """A tenacity stop condition: any of `limits`, or the run out of time or cancelled."""
     import tenacity
 
-    return tenacity.stop_any(*limits, tenacity.stop_when_event_set(_Stopped()))  # type: ignore[arg-type]
+    return tenacity.stop_any(*limits, tenacity.stop_when_event_set(_STOPPED))  # type: ignore[arg-type]
 
 
 class _Stopped:
@@ -174,6 +174,9 @@ class _Stopped:
 
     def is_set(self) -> bool:
         return passed() or (_cancelled.is_set() and _shielded_until() is None)
+
+
+_STOPPED = _Stopped()
 
 
 GRACE_SECONDS = 0.8  # how long an interrupted pool lets its threads finish their roll-back

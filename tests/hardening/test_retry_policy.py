@@ -19,7 +19,7 @@ POLICY = RetryPolicy(attempts=4, initial_wait=0.2, max_wait=0.3, honour_retry_af
 
 
 @pytest.fixture(scope="module")
-def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Path]]:
+def sandbox_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Path]]:
     sandbox = Sandbox(mtv_on="separate").start()
     try:
         yield sandbox, sandbox.write_kubeconfig(tmp_path_factory.mktemp("retry") / "kubeconfig")
@@ -62,7 +62,7 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     ids=["403", "503x3", "500-forever", "429-retry-after", "429-capped", "429-ignored", "drop"],
 )
 def test_the_retry_policy(
-    kubeconfig: tuple[Sandbox, Path],
+    sandbox_kubeconfig: tuple[Sandbox, Path],
     waits: list[float],
     fault: dict[str, Any],
     policy: RetryPolicy,
@@ -70,7 +70,7 @@ def test_the_retry_policy(
     expect_hits: int,
     outcome: type[Exception] | None,
 ) -> None:
-    sandbox, path = kubeconfig
+    sandbox, path = sandbox_kubeconfig
     faults = sandbox["source"].cluster.faults
     faults.clear()
     injected = faults.inject("get", PATH, **fault)
