@@ -1,6 +1,6 @@
-"""Sessions: tests (the default), lint, typecheck, docs, demo, bench, realstack,
-realstack_forklift, e2e_kind. `nox` alone runs tests, lint, typecheck and docs; CI runs
-`nox -s tests`, then `nox -s realstack`, through `.ci/run`."""
+"""Sessions: tests (the default), lint, typecheck, docs, demo, bench, reliability,
+sandbox_process, realstack, realstack_forklift, e2e_kind. `nox` alone runs tests, lint,
+typecheck and docs; CI runs `nox -s tests`, then `nox -s realstack`, through `.ci/run`."""
 
 from __future__ import annotations
 
@@ -17,17 +17,31 @@ nox.options.reuse_existing_virtualenvs = True
 PYTHON = "3.11"
 
 
+# Test processes for `nox -s tests`: each test has its own sandboxes (threads of its process),
+# and most of a test's time is spent waiting on them, so more workers than cores pay off.
+WORKERS = "4"
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The whole test suite against embedded sandboxes (and the real kubectl); then, unless
-    arguments chose tests, tests/integration again against `sandbox up --no-forklift` in a
-    process of its own, reached only over HTTPS as kind clusters are (`--clusters`)."""
+    """The whole test suite against embedded sandboxes (and the real kubectl), in parallel
+    (`pytest-xdist`); arguments go to pytest instead of the defaults."""
     session.run("bash", ".ci/install-kubectl", external=True)
     session.install("-e", ".[test]")
     # The real control planes' own tests run in `nox -s realstack`.
-    session.run("pytest", *(session.posargs or ["-m", "not realstack"]))
-    if not session.posargs:
-        session.run("pytest", "tests/integration", "--clusters", "sandbox-process", "-q")
+    session.run("pytest", *(session.posargs or ["-m", "not realstack", "-n", WORKERS]))
+
+
+@nox.session(python=PYTHON)
+def sandbox_process(session: nox.Session) -> None:
+    """tests/integration against `sandbox up --no-forklift` in a process of its own, reached only
+    over HTTPS as kind clusters are (`--clusters sandbox-process`): the external-cluster layer
+    without building the real control planes."""
+    session.run("bash", ".ci/install-kubectl", external=True)
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest", "tests/integration", "--clusters", "sandbox-process", "-q", *session.posargs
+    )
 
 
 @nox.session(python=PYTHON)

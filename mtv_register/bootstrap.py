@@ -14,10 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import tenacity
-
 from mtv_register import deadline as run_deadline
-from mtv_register import errors, manifests
+from mtv_register import errors, manifests, naming
 from mtv_register.kube import (
     CLUSTER_ROLE,
     CLUSTER_ROLE_BINDING,
@@ -25,33 +23,17 @@ from mtv_register.kube import (
     SECRET,
     SERVICE_ACCOUNT,
     AlreadyExists,
-    Conflict,
     Kind,
     Kube,
-    Transient,
 )
+from mtv_register.records import Change, Report
 from mtv_register.redaction import remember
+from mtv_register.timing import AGAIN, Again, Expired, Transient, poll_until, retry_on_conflict
 
 Obj = dict[str, Any]
 DEFAULT_TOKEN_TIMEOUT = 120.0
 
 
-@dataclass(frozen=True)
-class Change:
-    """One object the run looked at, and what it did to it."""
-
-    context: str
-    kind: str
-    name: str
-    namespace: str
-    action: str  # created, updated, replaced, unchanged, deleted, kept, would create, ...
-
-    def __str__(self) -> str:
-        where = f"{self.namespace}/" if self.namespace else ""
-        return f"{self.kind} {where}{self.name} {self.action} on {self.context}"
-
-
-Report = Callable[[Change], None]
 UNREAD: Final = object()  # `ensure` reads the object itself
 
 
@@ -59,9 +41,9 @@ UNREAD: Final = object()  # `ensure` reads the object itself
 class RemoteSpec:
     """What to create on a cluster being registered; names default to the documented ones."""
 
-    service_account: str = manifests.DEFAULT_SERVICE_ACCOUNT
-    namespace: str = manifests.DEFAULT_SERVICE_ACCOUNT_NAMESPACE
-    role_name: str = manifests.DEFAULT_ROLE_NAME
+    service_account: str = naming.DEFAULT_SERVICE_ACCOUNT
+    namespace: str = naming.DEFAULT_SERVICE_ACCOUNT_NAMESPACE
+    role_name: str = naming.DEFAULT_ROLE_NAME
     existing_role: bool = False  # --cluster-role: bind a role that exists, create none
     token_type: str = "secret"  # "secret": long-lived token Secret; "bound": TokenRequest
     token_ttl: int = 86_400  # seconds, for bound tokens
@@ -71,7 +53,7 @@ class RemoteSpec:
 
     @property
     def token_secret(self) -> str:
-        return manifests.token_secret_name(self.service_account)
+        return naming.token_secret_name(self.service_account)
 
     @property
     def bound(self) -> bool:
@@ -119,7 +101,7 @@ class IssuedToken:
 
 def _managed(obj: Obj) -> bool:
     labels = obj.get("metadata", {}).get("labels") or {}
-    return labels.get(manifests.MANAGED_BY_LABEL) == manifests.MANAGED_BY
+    return labels.get(naming.MANAGED_BY_LABEL) == naming.MANAGED_BY
 
 
 def ensure(
@@ -138,8 +120,9 @@ def ensure(
     without a read first; a lost race then falls back to reading)."""
     meta = desired["metadata"]
     name, namespace = meta["name"], meta.get("namespace")
-    for attempt in range(5):
-        if attempt == 0 and current is not UNREAD:
+
+    def attempt(number: int) -> Obj | Again:
+        if number == 0 and current is not UNREAD:
             existing = current if isinstance(current, dict) else None
         else:
             existing = kube.get(kind, name, namespace)
@@ -147,23 +130,18 @@ def ensure(
             try:
                 created = kube.create(kind, desired)
             except AlreadyExists:
-                continue  # someone else created it meanwhile: compare with theirs
+                return AGAIN  # someone else created it meanwhile: compare with theirs
             report(Change(kube.context, kind.kind, name, namespace or "", "created"))
             return created
         if same(existing, desired) or merge is None:
             report(Change(kube.context, kind.kind, name, namespace or "", "unchanged"))
             return existing
-        try:
-            updated = kube.replace(kind, merge(existing, desired))
-        except Conflict:
-            if attempt == 4:
-                raise
-            continue
+        updated = kube.replace(kind, merge(existing, desired))
         report(Change(kube.context, kind.kind, name, namespace or "", "updated"))
         return updated
-    raise errors.ConflictError(
-        f'{kind.kind} "{name}" keeps changing on {kube.context}',
-        fix="stop the other writer, then re-run",
+
+    return retry_on_conflict(
+        kube.retry, attempt, what=f'{kind.kind} "{name}"', context=kube.context
     )
 
 
@@ -172,7 +150,7 @@ def _labels_kept(existing: Obj, desired: Obj) -> Obj:
     meta = dict(existing["metadata"])
     wanted = dict(desired["metadata"].get("labels") or {})
     if not _managed(existing):
-        wanted.pop(manifests.MANAGED_BY_LABEL, None)  # never claim what someone else made
+        wanted.pop(naming.MANAGED_BY_LABEL, None)  # never claim what someone else made
     meta["labels"] = {**(meta.get("labels") or {}), **wanted}
     merged["metadata"] = meta
     return merged
@@ -205,8 +183,8 @@ def _token_secret_same(existing: Obj, desired: Obj) -> bool:
     annotations = existing["metadata"].get("annotations") or {}
     return (
         existing.get("type") == desired["type"]
-        and annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION)
-        == desired["metadata"]["annotations"][manifests.SERVICE_ACCOUNT_NAME_ANNOTATION]
+        and annotations.get(naming.SERVICE_ACCOUNT_NAME_ANNOTATION)
+        == desired["metadata"]["annotations"][naming.SERVICE_ACCOUNT_NAME_ANNOTATION]
     )
 
 
@@ -322,9 +300,9 @@ def create_token_secret(
     create is lost, the retry meets AlreadyExists on this very Secret instead of making a
     second, orphaned one. It records the Secret it `replaces`, for rotation's sweep, and
     reports the creation."""
-    name = f"{manifests.token_secret_generate_name(service_account)}{_suffix()}"
+    name = f"{naming.token_secret_generate_name(service_account)}{_suffix()}"
     desired = manifests.token_secret(service_account, namespace, name=name)
-    desired["metadata"]["annotations"][manifests.TOKEN_REPLACES_ANNOTATION] = replaces
+    desired["metadata"]["annotations"][naming.TOKEN_REPLACES_ANNOTATION] = replaces
     try:
         created = remote.create(SECRET, desired)
     except AlreadyExists:
@@ -332,7 +310,7 @@ def create_token_secret(
         annotations = (existing or {}).get("metadata", {}).get("annotations") or {}
         if (
             existing is None
-            or annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION) != service_account
+            or annotations.get(naming.SERVICE_ACCOUNT_NAME_ANNOTATION) != service_account
         ):
             raise
         created = existing
@@ -389,7 +367,7 @@ def wait_for_token(kube: Kube, secret: Obj, timeout: float) -> IssuedToken:
         return IssuedToken(
             name,
             namespace,
-            annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION, ""),
+            annotations.get(naming.SERVICE_ACCOUNT_NAME_ANNOTATION, ""),
             obj["metadata"].get("creationTimestamp", ""),
             token,
         )
@@ -410,16 +388,10 @@ def wait_for_token(kube: Kube, secret: Obj, timeout: float) -> IssuedToken:
 
     deadline = time.monotonic() + timeout
     try:
-        for retry in tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type((_TokenPending, Transient)),
-            stop=run_deadline.stop_when(tenacity.stop_after_delay(timeout)),
-            wait=tenacity.wait_fixed(0.05),
-            sleep=run_deadline.sleep,
-            reraise=False,
-        ):
-            with retry:
-                return attempt()
-    except tenacity.RetryError:
+        return poll_until(
+            attempt, timeout=timeout, wait=kube.retry.token_poll, pending=(_TokenPending, Transient)
+        )
+    except Expired:
         pass
     except errors.WaitTimeout:
         pass  # the run's deadline, met by a request of this wait: said as the wait's own
@@ -469,15 +441,15 @@ def teardown(
     """Remove what `bootstrap` created, and only what carries the managed-by label; a deleted
     namespace is waited for until the namespace controller has removed it."""
     deadline = time.monotonic() + timeout
-    selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
+    selector = f"{naming.MANAGED_BY_LABEL}={naming.MANAGED_BY}"
     secrets = kube.list(SECRET, spec.namespace, label_selector=selector).get("items", [])
     for secret in secrets:
         annotations = secret["metadata"].get("annotations") or {}
-        if annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION) == spec.service_account:
+        if annotations.get(naming.SERVICE_ACCOUNT_NAME_ANNOTATION) == spec.service_account:
             _delete(kube, SECRET, secret, report)
     from mtv_register.kube import ROLE, ROLE_BINDING
 
-    requester = manifests.token_requester_name(spec.service_account)
+    requester = naming.token_requester_name(spec.service_account)
     for kind, name, namespace in (
         (ROLE_BINDING, requester, spec.namespace),
         (ROLE, requester, spec.namespace),
@@ -498,15 +470,15 @@ def remove_token_secrets(kube: Kube, spec: RemoteSpec, report: Report) -> None:
     """Delete the account's managed long-lived token Secrets, which revokes their tokens: once a
     bound token is proven, a token Secret left from a `--token-type secret` registration is a
     credential nothing uses that would still work."""
-    selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
+    selector = f"{naming.MANAGED_BY_LABEL}={naming.MANAGED_BY}"
     for secret in kube.list(SECRET, spec.namespace, label_selector=selector).get("items", []):
         annotations = secret["metadata"].get("annotations") or {}
-        if annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION) == spec.service_account:
+        if annotations.get(naming.SERVICE_ACCOUNT_NAME_ANNOTATION) == spec.service_account:
             _delete(kube, SECRET, secret, report)
 
 
 def _remove_submariner(kube: Kube, spec: RemoteSpec, report: Report) -> None:
-    binding = kube.get(CLUSTER_ROLE_BINDING, spec.service_account + manifests.SUBMARINER_SUFFIX)
+    binding = kube.get(CLUSTER_ROLE_BINDING, spec.service_account + naming.SUBMARINER_SUFFIX)
     if binding is not None:
         _delete(kube, CLUSTER_ROLE_BINDING, binding, report)
         _delete_role_if_unbound(kube, binding["roleRef"]["name"], report)
@@ -515,18 +487,20 @@ def _remove_submariner(kube: Kube, spec: RemoteSpec, report: Report) -> None:
 def wait_namespace_gone(kube: Kube, name: str, timeout: float) -> None:
     """Until the namespace is gone: a real one stays Terminating while its controller empties
     it (about 5 s on an idle cluster)."""
+
+    def gone() -> None:
+        if kube.get(NAMESPACE, name) is not None:
+            raise _NamespacePresent()
+
     try:
-        for retry in tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_NamespacePresent),
-            stop=run_deadline.stop_when(tenacity.stop_after_delay(timeout)),
-            wait=tenacity.wait_exponential(multiplier=0.1, max=1.0),
-            sleep=run_deadline.sleep,
-            reraise=False,
-        ):
-            with retry:
-                if kube.get(NAMESPACE, name) is not None:
-                    raise _NamespacePresent()
-    except tenacity.RetryError:
+        poll_until(
+            gone,
+            timeout=timeout,
+            wait=kube.retry.namespace_poll,
+            max_wait=kube.retry.namespace_poll_max,
+            pending=(_NamespacePresent,),
+        )
+    except Expired:
         raise errors.WaitTimeout(
             f'namespace "{name}" on {kube.context} was still terminating after {timeout:.1f}s',
             fix="check the namespace's finalizers and the kube-controller-manager, or raise "
@@ -675,7 +649,7 @@ def request_bound_token(
         "",
         namespace,
         service_account,
-        datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        naming.stamp(datetime.now(UTC)),
         token,
         expires=str(status.get("expirationTimestamp", "")),
     )

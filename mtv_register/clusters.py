@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +20,8 @@ import yaml
 from cryptography import x509
 
 from mtv_register import errors
-from mtv_register.kube import CONFIG_MAP, INFRASTRUCTURE, Kube, RetryPolicy
+from mtv_register.kube import CONFIG_MAP, INFRASTRUCTURE, ApiKube, Kube
+from mtv_register.timing import Timing
 
 CA_SOURCES = ("root", "kubeconfig", "system")  # plus "file:PATH"
 BACKENDS = ("kubernetes", "oc")  # the `kubernetes` client; the oc/kubectl binary (oc_backend)
@@ -93,53 +94,146 @@ def load_kubeconfig(explicit: str | Path | None = None) -> Kubeconfig:
     return Kubeconfig(path, data)
 
 
+@dataclass(frozen=True)
+class Connector:
+    """How one run makes its API clients: the backend (the `kubernetes` client, or `oc` with its
+    binary: `oc_path`, default oc, else kubectl) and the `Timing` every client retries and waits
+    with. Every client tells the connector that made it (`kube.connector`), so the clients a
+    step makes from one (a token to prove, a Provider's credentials to test) speak the same way.
+    No request is made until a client is used."""
+
+    backend: str = "kubernetes"
+    oc_path: str | None = None
+    timing: Timing = field(default_factory=Timing)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise errors.UsageError(
+                f'--client "{self.backend}" is not known', fix=f"use {' or '.join(BACKENDS)}"
+            )
+
+    def connect(self, kubeconfig: Kubeconfig, context: str) -> Kube:
+        """A client for a kubeconfig context, with its credentials."""
+        if context not in kubeconfig.contexts:
+            known = ", ".join(kubeconfig.contexts) or "none"
+            raise errors.KubeconfigError(
+                f'context "{context}" is not in {kubeconfig.path}', fix=f"use one of: {known}"
+            )
+        url = str(kubeconfig.cluster_of(context).get("server", ""))
+        if not any(kubeconfig.user_of(context).get(key) for key in CREDENTIAL_KEYS):
+            raise errors.KubeconfigError(
+                f'context "{context}" in {kubeconfig.path} has no credentials (its user has no '
+                "token, client certificate, exec plugin or auth provider): every request would "
+                "go as system:anonymous",
+                fix=f"log in to that cluster (oc login, or your provider's CLI) to fill the "
+                f'credentials of context "{context}"',
+            )
+        kube: Kube
+        if self.backend == "oc":
+            from mtv_register import oc_backend  # only now: the default never loads it
+
+            kube = oc_backend.OcKube(
+                os.path.abspath(kubeconfig.path),
+                context=context,
+                url=url,
+                oc_path=self._binary(),
+                retry=self.timing,
+            )
+        else:
+            from kubernetes import config as k8s_config
+
+            try:
+                api_client = k8s_config.new_client_from_config_dict(
+                    kubeconfig.data, context=context
+                )
+            except (k8s_config.ConfigException, ValueError, KeyError, TypeError) as err:
+                raise errors.KubeconfigError(
+                    f'context "{context}" in {kubeconfig.path} cannot be used: {err}',
+                    fix="repair that context (cluster, user and credentials)",
+                ) from None
+            kube = ApiKube(api_client, context=context, url=url, retry=self.timing)
+        kube.tls_fix = _kubeconfig_tls_fix(context, url)
+        return kube
+
+    def with_token(
+        self, url: str, token: str, *, ca_pem: str | None, insecure: bool = False, context: str
+    ) -> Kube:
+        """A client holding a service account's token, at `url`, trusting `ca_pem`."""
+        if self.backend == "oc":
+            from mtv_register import oc_backend
+
+            return oc_backend.OcKube.from_token(
+                url,
+                token,
+                ca_pem=ca_pem,
+                insecure=insecure,
+                context=context,
+                oc_path=self._binary(),
+                retry=self.timing,
+            )
+        return ApiKube.from_token(
+            url, token, ca_pem=ca_pem, insecure=insecure, context=context, retry=self.timing
+        )
+
+    def in_cluster(self) -> Kube:
+        """The pod's own service account (the scheduled rotation's CronJob).
+
+        `$MTV_REGISTER_SERVICEACCOUNT_DIR` replaces the mounted folder (token, ca.crt) where
+        the token is projected elsewhere; the API address comes from
+        KUBERNETES_SERVICE_HOST/PORT."""
+        folder = Path(os.environ.get("MTV_REGISTER_SERVICEACCOUNT_DIR", SERVICE_ACCOUNT_DIR))
+        if self.backend == "oc":
+            from mtv_register import oc_backend
+
+            address = os.environ.get("KUBERNETES_SERVICE_HOST", "")
+            if not address or not (folder / "token").is_file():
+                raise errors.KubeconfigError(
+                    "--in-cluster: not running in a pod (no KUBERNETES_SERVICE_HOST or no token)",
+                    fix="drop --in-cluster and pass --host CONTEXT",
+                )
+            address = f"[{address}]" if ":" in address else address
+            port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+            return oc_backend.OcKube.from_service_account(
+                f"https://{address}:{port}", str(folder), oc_path=self._binary(), retry=self.timing
+            )
+        from kubernetes import client as k8s
+        from kubernetes.config import incluster_config
+
+        configuration = k8s.Configuration()
+        try:
+            incluster_config.InClusterConfigLoader(
+                token_filename=str(folder / "token"),
+                cert_filename=str(folder / "ca.crt"),
+                environ=os.environ,
+            ).load_and_set(configuration)
+        except incluster_config.ConfigException as err:
+            raise errors.KubeconfigError(
+                f"--in-cluster: not running in a pod ({err})",
+                fix="drop --in-cluster and pass --host CONTEXT",
+            ) from None
+        return ApiKube(
+            k8s.ApiClient(configuration),
+            context="in-cluster",
+            url=configuration.host,
+            retry=self.timing,
+        )
+
+    def _binary(self) -> str:
+        from mtv_register import oc_backend
+
+        return oc_backend.resolve_binary(self.oc_path)
+
+
 def connect(
     kubeconfig: Kubeconfig,
     context: str,
     *,
-    retry: RetryPolicy | None = None,
+    retry: Timing | None = None,
     backend: str = "kubernetes",
     oc_path: str | None = None,
 ) -> Kube:
-    """An API client for a context; no request is made yet. `backend="oc"`: the same verbs run
-    as commands of `oc_path` (default: oc, else kubectl) through openshift-client."""
-    if backend not in BACKENDS:
-        raise errors.UsageError(
-            f'--client "{backend}" is not known', fix=f"use {' or '.join(BACKENDS)}"
-        )
-    if context not in kubeconfig.contexts:
-        known = ", ".join(kubeconfig.contexts) or "none"
-        raise errors.KubeconfigError(
-            f'context "{context}" is not in {kubeconfig.path}', fix=f"use one of: {known}"
-        )
-    url = str(kubeconfig.cluster_of(context).get("server", ""))
-    if not any(kubeconfig.user_of(context).get(key) for key in CREDENTIAL_KEYS):
-        raise errors.KubeconfigError(
-            f'context "{context}" in {kubeconfig.path} has no credentials (its user has no '
-            "token, client certificate, exec plugin or auth provider): every request would go "
-            "as system:anonymous",
-            fix=f"log in to that cluster (oc login, or your provider's CLI) to fill the "
-            f'credentials of context "{context}"',
-        )
-    if backend == "oc":
-        from mtv_register import oc_backend  # only now: the default never loads openshift-client
-
-        client = oc_backend.client_class(oc_backend.resolve_binary(oc_path))
-        oc_kube = client(os.path.abspath(kubeconfig.path), context=context, url=url, retry=retry)
-        oc_kube.tls_fix = _kubeconfig_tls_fix(context, url)
-        return oc_kube
-    from kubernetes import config as k8s_config
-
-    try:
-        api_client = k8s_config.new_client_from_config_dict(kubeconfig.data, context=context)
-    except (k8s_config.ConfigException, ValueError, KeyError, TypeError) as err:
-        raise errors.KubeconfigError(
-            f'context "{context}" in {kubeconfig.path} cannot be used: {err}',
-            fix="repair that context (cluster, user and credentials)",
-        ) from None
-    kube = Kube(api_client, context=context, url=url, retry=retry)
-    kube.tls_fix = _kubeconfig_tls_fix(context, url)
-    return kube
+    """`Connector(backend, oc_path, retry).connect(kubeconfig, context)`."""
+    return Connector(backend, oc_path, retry or Timing()).connect(kubeconfig, context)
 
 
 def _kubeconfig_tls_fix(context: str, url: str) -> str:
@@ -154,45 +248,10 @@ SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 def in_cluster(
-    *, retry: RetryPolicy | None = None, backend: str = "kubernetes", oc_path: str | None = None
+    *, retry: Timing | None = None, backend: str = "kubernetes", oc_path: str | None = None
 ) -> Kube:
-    """The pod's own service account (the scheduled rotation's CronJob).
-
-    `$MTV_REGISTER_SERVICEACCOUNT_DIR` replaces the mounted folder (token, ca.crt) where the
-    token is projected elsewhere; the API address comes from KUBERNETES_SERVICE_HOST/PORT.
-    """
-    folder = Path(os.environ.get("MTV_REGISTER_SERVICEACCOUNT_DIR", SERVICE_ACCOUNT_DIR))
-    if backend == "oc":
-        from mtv_register import oc_backend
-
-        address = os.environ.get("KUBERNETES_SERVICE_HOST", "")
-        if not address or not (folder / "token").is_file():
-            raise errors.KubeconfigError(
-                "--in-cluster: not running in a pod (no KUBERNETES_SERVICE_HOST or no token)",
-                fix="drop --in-cluster and pass --host CONTEXT",
-            )
-        address = f"[{address}]" if ":" in address else address
-        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-        client = oc_backend.client_class(oc_backend.resolve_binary(oc_path))
-        return client.from_service_account(f"https://{address}:{port}", str(folder), retry=retry)
-    from kubernetes import client as k8s
-    from kubernetes.config import incluster_config
-
-    configuration = k8s.Configuration()
-    try:
-        incluster_config.InClusterConfigLoader(
-            token_filename=str(folder / "token"),
-            cert_filename=str(folder / "ca.crt"),
-            environ=os.environ,
-        ).load_and_set(configuration)
-    except incluster_config.ConfigException as err:
-        raise errors.KubeconfigError(
-            f"--in-cluster: not running in a pod ({err})",
-            fix="drop --in-cluster and pass --host CONTEXT",
-        ) from None
-    return Kube(
-        k8s.ApiClient(configuration), context="in-cluster", url=configuration.host, retry=retry
-    )
+    """`Connector(backend, oc_path, retry).in_cluster()`."""
+    return Connector(backend, oc_path, retry or Timing()).in_cluster()
 
 
 # -- URL and CA --------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """The errors mtv-register reports, and the exit code of each.
 
     MtvRegisterError                 1  anything else the tool could not do
+    ├── NotFound                     1  404; readers take it as an answer (`get` returns None)
+    ├── WebhookUnavailable           1  an admission webhook could not be called (nothing written)
     ├── UsageError                   2  a flag or input that cannot work (also Typer's own)
+    │   └── Invalid                     422: the server refused an object as invalid
     ├── KubeconfigError              3  kubeconfig missing or malformed, unknown context
     ├── UnreachableError             4  the API server cannot be reached
     ├── TlsError                     5  the CA does not verify the server, or has expired
@@ -11,7 +14,13 @@
     ├── WaitTimeout                  9  something awaited did not happen before the deadline
     ├── ProviderNotReady            10  Forklift tested the Provider and reported a failure
     ├── ConflictError               11  another writer changed the same object meanwhile
+    │   ├── Conflict                    409: a write guarded by a resourceVersion lost a race
+    │   └── AlreadyExists               409: the name is taken (often by ourselves, a lost answer)
     └── PartialFailure              12  some pairs of a fleet failed, the others held
+
+`timing.Transient` (429, 5xx, a dropped connection) is not among them: it never leaves the
+request that is retried, and ends, when the tries run out, as `MtvRegisterError` or
+`WebhookUnavailable`.
 
 Every error carries the cause and the fix, rendered on one line; none ever carries a token.
 """
@@ -23,6 +32,7 @@ from typing import ClassVar
 
 class MtvRegisterError(Exception):
     exit_code: ClassVar[int] = 1
+    denied_by: str = ""  # the admission webhook whose refusal this is, from the server's Status
 
     def __init__(self, cause: str, *, fix: str = "") -> None:
         super().__init__(cause)
@@ -81,6 +91,22 @@ class ConflictError(MtvRegisterError):
 
 class PartialFailure(MtvRegisterError):
     exit_code = 12
+
+
+class NotFound(MtvRegisterError):
+    """404: callers treat it as an answer (`get` returns None), not as a failure."""
+
+
+class AlreadyExists(ConflictError):
+    pass
+
+
+class Conflict(ConflictError):
+    pass
+
+
+class Invalid(UsageError):
+    """422: the server refused the object as invalid."""
 
 
 EXIT_CODES: dict[str, int] = {

@@ -8,29 +8,28 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-from mtv_register import errors, manifests, verdicts
-from mtv_register.bootstrap import Change, Report
+from mtv_register import errors, manifests, naming, verdicts
 from mtv_register.kube import (
     NAMESPACE,
     PROVIDER,
     SECRET,
     AlreadyExists,
-    Conflict,
     Kube,
     NotFound,
 )
+from mtv_register.naming import (
+    PAIRS_ANNOTATION,
+    RETEST_ANNOTATION,
+    URL_ANNOTATION,
+)
+from mtv_register.provider_secret import ProviderSecret
+from mtv_register.records import Change, Report
 from mtv_register.redaction import remember
+from mtv_register.timing import AGAIN, Again, retry_on_conflict
 
 Obj = dict[str, Any]
-URL_ANNOTATION = "mtv-register.konveyor.io/url"
-TOKEN_CREATED_ANNOTATION = "mtv-register.konveyor.io/token-created"
-RETEST_ANNOTATION = "mtv-register.konveyor.io/retest-requested-at"
-# The pairs a Provider serves, "<source provider>/<destination provider>" comma-separated: a
-# Provider (and its cluster's credentials) goes only with the last of them.
-PAIRS_ANNOTATION = "mtv-register.konveyor.io/pairs"
 
 
 def pair_key(source_provider: str, destination_provider: str) -> str:
@@ -48,28 +47,13 @@ def _with_pair(provider: Obj | None, pair: str) -> str:
     return ",".join(sorted({*pairs_of(provider), *([pair] if pair else [])}))
 
 
-@dataclass
-class ProviderCredentials:
-    url: str
-    token: str = field(repr=False)
-    ca_pem: str | None = field(repr=False)
-    insecure: bool
-    token_secret_ref: str  # "<namespace>/<name>" on the registered cluster ("" when bound)
-    token_created: str
-    token_type: str = "secret"
-    service_account_ref: str = ""  # "<namespace>/<name>"
-    token_expires: str = ""
-    cluster_role: str = ""  # "<name>", or "existing:<name>" for a role the tool did not create
-    token_ttl: int = 0  # bound tokens: their lifetime in seconds
-
-
 def secret_name_for(provider_name: str) -> str:
     """The provider Secret's deterministic name."""
     return f"{provider_name}-credentials"
 
 
 def find_mtv_namespace(kube: Kube, explicit: str | None) -> str:
-    candidates = (explicit,) if explicit else manifests.MTV_NAMESPACES
+    candidates = (explicit,) if explicit else naming.MTV_NAMESPACES
     for name in candidates:
         if name and kube.get(NAMESPACE, name) is not None:
             return name
@@ -80,7 +64,7 @@ def find_mtv_namespace(kube: Kube, explicit: str | None) -> str:
         )
     raise errors.PreflightError(
         f"MTV is not installed on {kube.context}: neither namespace "
-        f"{' nor '.join(manifests.MTV_NAMESPACES)} exists",
+        f"{' nor '.join(naming.MTV_NAMESPACES)} exists",
         fix="install MTV (or Forklift) on the host, or pass --host / --mtv-namespace",
     )
 
@@ -93,7 +77,7 @@ def list_providers(kube: Kube, namespace: str | None) -> dict[str, Obj]:
     except NotFound:
         raise errors.PreflightError(
             f"Forklift is not installed on {kube.context}: the API providers."
-            f"{manifests.FORKLIFT_API_VERSION} is not served",
+            f"{naming.FORKLIFT_API_VERSION} is not served",
             fix="install the MTV operator (or Forklift) on the host, or pass the right --host",
         ) from None
     return {p["metadata"]["name"]: p for p in items}
@@ -110,7 +94,7 @@ def discover(kube: Kube, explicit: str | None) -> tuple[str, dict[str, Obj]]:
     try:
         everywhere = kube.list(PROVIDER).get("items", [])
     except NotFound:
-        list_providers(kube, manifests.MTV_NAMESPACES[0])  # raises "Forklift not installed"
+        list_providers(kube, naming.MTV_NAMESPACES[0])  # raises "Forklift not installed"
         raise
     except errors.PermissionDenied:
         namespace = find_mtv_namespace(kube, None)  # may list in one namespace only
@@ -118,7 +102,7 @@ def discover(kube: Kube, explicit: str | None) -> tuple[str, dict[str, Obj]]:
     by_namespace: dict[str, dict[str, Obj]] = {}
     for item in everywhere:
         by_namespace.setdefault(item["metadata"]["namespace"], {})[item["metadata"]["name"]] = item
-    for namespace in manifests.MTV_NAMESPACES:
+    for namespace in naming.MTV_NAMESPACES:
         if namespace in by_namespace:
             return namespace, by_namespace[namespace]
     namespace = find_mtv_namespace(kube, None)  # none has a Provider yet: which one exists?
@@ -127,7 +111,7 @@ def discover(kube: Kube, explicit: str | None) -> tuple[str, dict[str, Obj]]:
 
 def is_managed(obj: Obj) -> bool:
     labels = obj.get("metadata", {}).get("labels") or {}
-    return labels.get(manifests.MANAGED_BY_LABEL) == manifests.MANAGED_BY
+    return labels.get(naming.MANAGED_BY_LABEL) == naming.MANAGED_BY
 
 
 def check_name_free(existing: Obj | None, name: str, url: str, context: str) -> None:
@@ -145,33 +129,6 @@ def check_name_free(existing: Obj | None, name: str, url: str, context: str) -> 
             f'Provider "{name}" on {context} already registers {registered}, not {url}',
             fix="choose another name with --source-name/--destination-name, or unregister it",
         )
-
-
-def desired_secret(
-    name: str, namespace: str, creds: ProviderCredentials, *, legacy_cacert: bool
-) -> Obj:
-    secret = manifests.provider_secret(
-        secret_name_for(name),
-        namespace,
-        url=creds.url,
-        token=creds.token,
-        ca_cert=creds.ca_pem,
-        insecure_skip_verify=creds.insecure,
-        legacy_cacert=legacy_cacert,
-        token_secret_ref=creds.token_secret_ref or None,
-    )
-    annotations = secret["metadata"].setdefault("annotations", {})
-    annotations[TOKEN_CREATED_ANNOTATION] = creds.token_created
-    annotations[manifests.TOKEN_TYPE_ANNOTATION] = creds.token_type
-    if creds.service_account_ref:
-        annotations[manifests.SERVICE_ACCOUNT_ANNOTATION] = creds.service_account_ref
-    if creds.token_expires:
-        annotations[manifests.TOKEN_EXPIRES_ANNOTATION] = creds.token_expires
-    if creds.cluster_role:
-        annotations[manifests.CLUSTER_ROLE_ANNOTATION] = creds.cluster_role
-    if creds.token_type == "bound" and creds.token_ttl:
-        annotations[manifests.TOKEN_TTL_ANNOTATION] = str(creds.token_ttl)
-    return secret
 
 
 Settings = dict[str, "str | None"]  # a None value: the setting is removed
@@ -201,7 +158,7 @@ def ensure_provider(
     kube: Kube,
     namespace: str,
     name: str,
-    creds: ProviderCredentials,
+    creds: ProviderSecret,
     existing_provider: Obj | None,
     report: Report,
     *,
@@ -214,7 +171,7 @@ def ensure_provider(
     `current_secret`: the provider Secret as read when the run chose its token; `settings`:
     the Provider's settings to set (or, with None values, remove); others stay as they are."""
     remember(creds.token)
-    secret = desired_secret(name, namespace, creds, legacy_cacert=legacy_cacert)
+    secret = creds.to_secret(secret_name_for(name), namespace, legacy_cacert=legacy_cacert)
     # No Provider yet: its Secret is most likely absent too, so create it without a read.
     secret_changed, stored = _ensure_secret(
         kube, secret, report, assume_absent=existing_provider is None, known=current_secret
@@ -246,7 +203,7 @@ def _forklift_admission(kube: Kube, meta: Obj) -> Iterator[None]:
             "be running; check it, then re-run",
         ) from None
     except errors.MtvRegisterError as error:
-        if "admission webhook" not in error.cause:
+        if not error.denied_by:
             raise
         raise errors.ProviderNotReady(
             f'Forklift refused the provider Secret "{meta["namespace"]}/{meta["name"]}" on '
@@ -258,7 +215,7 @@ def _forklift_admission(kube: Kube, meta: Obj) -> Iterator[None]:
 
 def _token_ref(secret: Obj | None) -> str:
     return ((secret or {}).get("metadata", {}).get("annotations") or {}).get(
-        manifests.TOKEN_SECRET_ANNOTATION, ""
+        naming.TOKEN_SECRET_ANNOTATION, ""
     )
 
 
@@ -273,10 +230,11 @@ def _ensure_secret(
     """(changed, the Secret as stored). `known`: the Secret as read when the token was chosen;
     a write is guarded by it, so a token another run switched to meanwhile is never undone."""
     meta = desired["metadata"]
-    for attempt in range(5):
-        if attempt == 0 and known is not None:
+
+    def attempt(number: int) -> tuple[bool, Obj] | Again:
+        if number == 0 and known is not None:
             existing: Obj | None = known
-        elif assume_absent and attempt == 0:
+        elif assume_absent and number == 0:
             existing = None
         else:
             existing = kube.get(SECRET, meta["name"], meta["namespace"])
@@ -295,7 +253,7 @@ def _ensure_secret(
                 with _forklift_admission(kube, meta):
                     created = kube.create(SECRET, desired)
             except AlreadyExists:
-                continue  # ours from a lost answer, or another run's: compare it
+                return AGAIN  # ours from a lost answer, or another run's: compare it
             report(Change(kube.context, "Secret", meta["name"], meta["namespace"], "created"))
             return True, created
         if not is_managed(existing):
@@ -325,16 +283,13 @@ def _ensure_secret(
                 **meta["annotations"],
             },
         }
-        try:
-            with _forklift_admission(kube, meta):
-                stored = kube.replace(SECRET, updated)  # guarded by the resourceVersion read
-        except Conflict:
-            continue
+        with _forklift_admission(kube, meta):
+            stored = kube.replace(SECRET, updated)  # guarded by the resourceVersion read
         report(Change(kube.context, "Secret", meta["name"], meta["namespace"], "updated"))
         return True, stored
-    raise errors.ConflictError(
-        f'Secret "{meta["name"]}" keeps changing on {kube.context}',
-        fix="stop the other writer, then re-run",
+
+    return retry_on_conflict(
+        kube.retry, attempt, what=f'Secret "{meta["name"]}"', context=kube.context
     )
 
 
@@ -355,46 +310,51 @@ def _ensure_provider_object(
             return created
     wanted = desired["spec"]
     ours = meta["annotations"].get(PAIRS_ANNOTATION, "")
-    for _ in range(5):
-        spec = existing.get("spec") or {}
+    latest: Obj | None = existing
+
+    def attempt(number: int) -> Obj:
+        nonlocal latest
+        if number > 0:  # the last patch met a newer Provider: read it
+            latest = kube.get(PROVIDER, meta["name"], meta["namespace"])
+        if latest is None:
+            raise errors.ConflictError(
+                f'Provider "{meta["namespace"]}/{meta["name"]}" was deleted meanwhile on '
+                f"{kube.context}",
+                fix="re-run",
+            )
+        spec = latest.get("spec") or {}
         annotations = dict(meta["annotations"])
         if ours:  # the pairs another run added meanwhile stay
-            annotations[PAIRS_ANNOTATION] = ",".join(
-                sorted({*pairs_of(existing), *ours.split(",")})
-            )
+            annotations[PAIRS_ANNOTATION] = ",".join(sorted({*pairs_of(latest), *ours.split(",")}))
         held = spec.get("settings") or {}
-        found = existing["metadata"].get("annotations") or {}
+        found = latest["metadata"].get("annotations") or {}
         if (
             all(spec.get(k) == wanted[k] for k in ("type", "url", "secret"))
             and all(held.get(k) == v for k, v in settings.items())
             and all(found.get(k) == v for k, v in annotations.items())
         ):
             report(Change(kube.context, "Provider", meta["name"], meta["namespace"], "unchanged"))
-            return existing
+            return latest
         patch = {
             "metadata": {
                 "annotations": annotations,
                 "labels": meta["labels"],
                 # Guards the pairs read above; Forklift's status writes move it too.
-                "resourceVersion": existing["metadata"]["resourceVersion"],
+                "resourceVersion": latest["metadata"]["resourceVersion"],
             },
             "spec": {k: wanted[k] for k in ("type", "url", "secret")},
         }
         if settings:
             patch["spec"]["settings"] = dict(settings)  # merge patch: a null removes the key
-        try:
-            updated = kube.patch(PROVIDER, meta["name"], patch, meta["namespace"])
-        except Conflict:
-            current = kube.get(PROVIDER, meta["name"], meta["namespace"])
-            if current is None:
-                raise
-            existing = current
-            continue
+        updated = kube.patch(PROVIDER, meta["name"], patch, meta["namespace"])
         report(Change(kube.context, "Provider", meta["name"], meta["namespace"], "updated"))
         return updated
-    raise errors.ConflictError(
-        f'Provider "{meta["namespace"]}/{meta["name"]}" keeps changing on {kube.context}',
-        fix="stop the other writer, then re-run",
+
+    return retry_on_conflict(
+        kube.retry,
+        attempt,
+        what=f'Provider "{meta["namespace"]}/{meta["name"]}"',
+        context=kube.context,
     )
 
 
@@ -404,17 +364,18 @@ def _ensure_owner(
     """The Secret's ownerReference to its Provider; `known` is the Secret as just stored."""
     meta = secret["metadata"]
     uid = provider["metadata"]["uid"]
-    for attempt in range(5):
+
+    def attempt(number: int) -> None:
         current = (
             known
-            if attempt == 0 and known is not None
+            if number == 0 and known is not None
             else kube.get(SECRET, meta["name"], meta["namespace"])
         )
         if current is None:
             return
         owners = current["metadata"].get("ownerReferences") or []
         if any(ref.get("uid") == uid for ref in owners):
-            return
+            return  # also our own patch whose answer was lost
         kept = [ref for ref in owners if ref.get("kind") != "Provider"]
         patch = {
             "metadata": {
@@ -422,17 +383,18 @@ def _ensure_owner(
                 "resourceVersion": current["metadata"]["resourceVersion"],
             }
         }
-        try:
-            with _forklift_admission(kube, meta):
-                kube.patch(SECRET, meta["name"], patch, meta["namespace"])
-        except Conflict:
-            if attempt == 4:
-                raise
-            continue  # changed meanwhile (or our own patch whose answer was lost): re-read
+        with _forklift_admission(kube, meta):
+            kube.patch(SECRET, meta["name"], patch, meta["namespace"])
         report(
             Change(kube.context, "Secret", meta["name"], meta["namespace"], "owned by its Provider")
         )
-        return
+
+    retry_on_conflict(
+        kube.retry,
+        attempt,
+        what=f'Secret "{meta["namespace"]}/{meta["name"]}"',
+        context=kube.context,
+    )
 
 
 def request_retest(kube: Kube, namespace: str, name: str, report: Report) -> None:
@@ -441,7 +403,7 @@ def request_retest(kube: Kube, namespace: str, name: str, report: Report) -> Non
     import datetime as dt
 
     secret = secret_name_for(name)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stamp = dt.datetime.now(dt.UTC).strftime(naming.PRECISE_STAMP_FORMAT)  # each one differs
     with _forklift_admission(kube, {"name": secret, "namespace": namespace}):
         kube.patch(
             SECRET, secret, {"metadata": {"annotations": {RETEST_ANNOTATION: stamp}}}, namespace
@@ -472,7 +434,9 @@ def release_provider(
     """Unregister `pair` from the Provider: (deleted, its URL). The Provider is deleted only when
     no other pair uses it; otherwise the pair leaves its annotation and the Provider stays.
     Guarded by resourceVersion, so of two concurrent runs exactly one deletes it."""
-    for _ in range(5):
+
+    def attempt(number: int) -> tuple[bool, str]:
+        del number
         provider = kube.get(PROVIDER, name, namespace)
         if provider is None:
             return True, ""
@@ -489,17 +453,14 @@ def release_provider(
         if not others:  # the last pair, or one registered before pairs were recorded
             delete_provider(kube, namespace, name, report)
             return True, url
-        patch = {
-            "metadata": {
-                "annotations": {PAIRS_ANNOTATION: ",".join(others)},
-                "resourceVersion": provider["metadata"]["resourceVersion"],
+        if pair in users:
+            patch = {
+                "metadata": {
+                    "annotations": {PAIRS_ANNOTATION: ",".join(others)},
+                    "resourceVersion": provider["metadata"]["resourceVersion"],
+                }
             }
-        }
-        try:
-            if pair in users:
-                kube.patch(PROVIDER, name, patch, namespace)
-        except Conflict:
-            continue
+            kube.patch(PROVIDER, name, patch, namespace)
         report(
             Change(
                 kube.context,
@@ -510,9 +471,9 @@ def release_provider(
             )
         )
         return False, url
-    raise errors.ConflictError(
-        f'Provider "{namespace}/{name}" keeps changing on {kube.context}',
-        fix="stop the other writer, then re-run",
+
+    return retry_on_conflict(
+        kube.retry, attempt, what=f'Provider "{namespace}/{name}"', context=kube.context
     )
 
 

@@ -4,7 +4,7 @@ Kinds are declared, not coded (one `Kind` line each). `Kube` speaks plain JSON d
 client's REST layer, so every request is one request (no discovery round trips). This is the one
 place that turns HTTP failures into `errors` carrying the server's Status message, and the one
 place that retries: transient failures (429 with Retry-After, 5xx, dropped connections) under
-`RetryPolicy`; permanent ones (401, 403, 404, 409, 422) never.
+`timing.Timing` (`timing.retrying`); permanent ones (401, 403, 404, 409, 422) never.
 """
 
 from __future__ import annotations
@@ -15,17 +15,20 @@ import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
-import tenacity
 import urllib3
 
 from mtv_register import deadline, errors
+from mtv_register.errors import AlreadyExists, Conflict, Invalid, NotFound
 from mtv_register.redaction import scrub
+from mtv_register.timing import Timing, Transient, retrying
 
 if TYPE_CHECKING:  # imported where used: `--client oc` never loads the kubernetes client
     from kubernetes import client as k8s
+
+    from mtv_register.clusters import Connector
 
 Obj = dict[str, Any]
 
@@ -81,49 +84,93 @@ TRANSIENT_CODES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "mtv-register/0.1.0"
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How transient failures are retried. Tests pass `RetryPolicy.immediate()`."""
-
-    attempts: int = 6
-    initial_wait: float = 0.2
-    max_wait: float = 5.0
-    honour_retry_after: bool = True
-
-    @classmethod
-    def immediate(cls) -> RetryPolicy:
-        return cls(initial_wait=0.0, max_wait=0.0, honour_retry_after=False)
+RetryPolicy = Timing  # the name callers knew; one policy for every loop (see `timing`)
 
 
-class Transient(Exception):
-    """A failure worth another try; `retry_after` in seconds when the server said so."""
+class Kube(Protocol):
+    """What the tool asks of one API server, as one identity (a kubeconfig context, a token or
+    a pod's service account). Two implementations: `ApiKube` below, on the `kubernetes`
+    client, and `oc_backend.OcKube`, through `oc`/`kubectl`. Both turn failures into `errors`
+    with `translate` and retry with `timing.retrying`; `clusters.Connector` makes them."""
 
-    def __init__(
-        self, message: str, retry_after: float | None = None, *, webhook: str = ""
-    ) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.webhook = webhook  # the admission webhook the API server could not call
+    context: str  # as messages name it
+    url: str
+    retry: Timing
+    tls_fix: str  # what to do when TLS fails
+
+    @property
+    def connector(self) -> Connector:
+        """What made this client: token clients made from it speak the same way."""
+        ...
+
+    def get(self, kind: Kind, name: str, namespace: str | None = None) -> Obj | None: ...
+
+    def list(
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        limit: int = 0,
+    ) -> Obj: ...
+
+    def create(self, kind: Kind, obj: Obj, *, dry_run: bool = False) -> Obj: ...
+
+    def replace(self, kind: Kind, obj: Obj) -> Obj: ...
+
+    def patch(
+        self,
+        kind: Kind,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        content_type: str = MERGE_PATCH,
+    ) -> Obj: ...
+
+    def delete(
+        self,
+        kind: Kind,
+        name: str,
+        namespace: str | None = None,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
+    ) -> bool:
+        """True when deleted, False when it was already gone."""
+        ...
+
+    def post(self, path: str, body: Obj) -> Obj: ...
+
+    def watch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        *,
+        name: str | None,
+        resource_version: str,
+        timeout: float,
+    ) -> Iterator[Obj]:
+        """Events after `resource_version` (of one object, or of the whole collection when
+        `name` is None), until the server ends the watch or `timeout`."""
+        ...
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Obj: ...
+
+    def close(self) -> None: ...
 
 
-class NotFound(errors.MtvRegisterError):
-    """404: callers treat it as an answer (`get` returns None), not as a failure."""
-
-
-class AlreadyExists(errors.ConflictError):
-    pass
-
-
-class Conflict(errors.ConflictError):
-    pass
-
-
-class Invalid(errors.UsageError):
-    """422: the server refused the object as invalid."""
-
-
-class Kube:
-    """Requests to one API server as one identity (a kubeconfig context or a token)."""
+class ApiKube:
+    """`Kube` on the official `kubernetes` client's REST layer."""
 
     # What to do when TLS fails: a token client checks the CA the Provider will carry.
     tls_fix = "check the CA (--ca-source) or the server address"
@@ -146,7 +193,7 @@ class Kube:
         insecure: bool = False,
         context: str,
         retry: RetryPolicy | None = None,
-    ) -> Kube:
+    ) -> ApiKube:
         """A client holding a service account's token, e.g. to prove it works."""
         from kubernetes import client as k8s
 
@@ -160,6 +207,12 @@ class Kube:
                 stream.write(ca_pem)
             configuration.ssl_ca_cert = ca_file
         return cls(k8s.ApiClient(configuration), context=context, url=url, retry=retry)
+
+    @property
+    def connector(self) -> Connector:
+        from mtv_register.clusters import Connector
+
+        return Connector(timing=self.retry)
 
     def close(self) -> None:
         self.api_client.close()
@@ -294,34 +347,12 @@ class Kube:
         content_type: str = "application/json",
     ) -> Obj:
         params = {k: v for k, v in (query or {}).items() if v}
-        try:
-            for attempt in tenacity.Retrying(
-                retry=tenacity.retry_if_exception_type(Transient),
-                stop=deadline.stop_when(tenacity.stop_after_attempt(self.retry.attempts)),
-                wait=self._wait,
-                sleep=deadline.sleep,
-                reraise=True,
-            ):
-                with attempt:
-                    response = self._send(method, path, params, body, content_type)
-                    data = response.data
-                    return json.loads(data) if data else {}
-        except Transient as failure:
-            deadline.check(f"{method} {path} on context {self.context}")
-            raise exhausted(failure, self.context, self.retry.attempts) from None
-        raise AssertionError("unreachable")
 
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        outcome = state.outcome
-        error = outcome.exception() if outcome is not None else None
-        if (
-            isinstance(error, Transient)
-            and error.retry_after is not None
-            and (self.retry.honour_retry_after)
-        ):
-            return min(error.retry_after, 30.0)
-        backoff = self.retry.initial_wait * (2 ** (state.attempt_number - 1))
-        return float(min(backoff, self.retry.max_wait))
+        def send() -> Obj:
+            data = self._send(method, path, params, body, content_type).data
+            return json.loads(data) if data else {}
+
+        return retrying(self.retry, send, what=f"{method} {path}", context=self.context)
 
     def _send(
         self,
@@ -386,37 +417,50 @@ class Kube:
             return response
         data = response.read() if stream else response.data
         response.release_conn()
-        raise self._translate(response.status, data, response.headers, method, path)
+        raise translate(response.status, data, response.headers, method, path, self.context)
 
-    def _translate(self, code: int, data: bytes, headers: Any, method: str, path: str) -> Exception:
-        status = _status_body(data)
-        message = scrub(str(status.get("message") or f"HTTP {code}"))
-        where = f"context {self.context}"
-        if code in TRANSIENT_CODES:
-            retry_after = headers.get("Retry-After") if headers else None
-            return Transient(
-                f"{method} {path}: {code} {message}",
-                float(retry_after) if retry_after else None,
-                webhook=_failed_webhook(status) if code == 500 else "",
-            )
-        if code == 401:
-            return errors.AuthenticationFailed(
-                f"the API server of {where} refused the credentials (401 Unauthorized)",
-                fix="log in again or refresh the kubeconfig's token for that context",
-            )
-        if code == 403:
-            return errors.PermissionDenied(
-                f"{message} ({where})",
-                fix="run with a user that has these permissions (see docs/security.md)",
-            )
-        if code == 404:
-            return NotFound(f"{message} ({where})")
-        if code == 409:
-            cls = AlreadyExists if status.get("reason") == "AlreadyExists" else Conflict
-            return cls(f"{message} ({where})", fix="re-run: the tool converges on what it finds")
-        if code == 422:
-            return Invalid(f"{message} ({where})", fix="correct the value named above")
-        return errors.MtvRegisterError(f"{method} {path} failed on {where}: {code} {message}")
+
+def translate(
+    code: int, data: bytes, headers: Any, method: str, path: str, context: str
+) -> Exception:
+    """The error an HTTP answer `code` with body `data` (a Status) stands for, for either
+    backend: `Transient` for what is worth another try, else the `errors` class of the code."""
+    status = _status_body(data)
+    message = scrub(str(status.get("message") or f"HTTP {code}"))
+    where = f"context {context}"
+    if code in TRANSIENT_CODES:
+        retry_after = headers.get("Retry-After") if headers else None
+        return Transient(
+            f"{method} {path}: {code} {message}",
+            float(retry_after) if retry_after else None,
+            webhook=_failed_webhook(status) if code == 500 else "",
+        )
+    error = _permanent(code, status, message, where, f"{method} {path}")
+    error.denied_by = _denying_webhook(status)
+    return error
+
+
+def _permanent(
+    code: int, status: dict[str, Any], message: str, where: str, request: str
+) -> errors.MtvRegisterError:
+    if code == 401:
+        return errors.AuthenticationFailed(
+            f"the API server of {where} refused the credentials (401 Unauthorized)",
+            fix="log in again or refresh the kubeconfig's token for that context",
+        )
+    if code == 403:
+        return errors.PermissionDenied(
+            f"{message} ({where})",
+            fix="run with a user that has these permissions (see docs/security.md)",
+        )
+    if code == 404:
+        return NotFound(f"{message} ({where})")
+    if code == 409:
+        cls = AlreadyExists if status.get("reason") == "AlreadyExists" else Conflict
+        return cls(f"{message} ({where})", fix="re-run: the tool converges on what it finds")
+    if code == 422:
+        return Invalid(f"{message} ({where})", fix="correct the value named above")
+    return errors.MtvRegisterError(f"{request} failed on {where}: {code} {message}")
 
 
 def _status_body(data: bytes) -> dict[str, Any]:
@@ -427,21 +471,16 @@ def _status_body(data: bytes) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def exhausted(failure: Transient, context: str, attempts: int) -> errors.MtvRegisterError:
-    """The error a request that kept failing ends in, for either backend."""
-    if failure.webhook:
-        return errors.WebhookUnavailable(
-            f"the API server of context {context} could not call the admission webhook "
-            f'"{failure.webhook}", {attempts} attempts: {failure}',
-            fix="the webhook's service must be running; re-run once it is",
-        )
-    return errors.MtvRegisterError(
-        f"the API server of context {context} kept failing, {attempts} attempts: {failure}",
-        fix="check the API server's health, then re-run (the tool picks up where it stopped)",
-    )
-
-
 _CALLING_WEBHOOK = re.compile(r'failed calling webhook "([^"]+)"')
+# kube-apiserver's Status for a webhook's refusal (its `ToStatusErr`): code and reason are the
+# webhook's own, so only the message's fixed start names it.
+_DENYING_WEBHOOK = re.compile(r'^admission webhook "([^"]+)" denied the request')
+
+
+def _denying_webhook(status: dict[str, Any]) -> str:
+    """The admission webhook that refused the request, "" when none did."""
+    found = _DENYING_WEBHOOK.match(str(status.get("message", "")))
+    return found.group(1) if found else ""
 
 
 def _failed_webhook(status: dict[str, Any]) -> str:

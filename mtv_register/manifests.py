@@ -4,65 +4,43 @@ On each cluster being registered (seed procedure, steps 1-5): the ClusterRole
 `live-migration-role`, a ServiceAccount, a ClusterRoleBinding named after it, and a long-lived
 token Secret. On the MTV host: the provider Secret and the Forklift Provider.
 
-Every name, label and annotation the tool uses is in the constant block below, and the seed's
-ClusterRole rules are data (`SEED_CLUSTER_ROLE_RULES`), so both are read in one place.
+Every name, label and annotation the tool uses is in `naming`, and the seed's ClusterRole rules
+are data here (`SEED_CLUSTER_ROLE_RULES`), so both are read in one place.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
-import hashlib
-import re
-import unicodedata
 from collections.abc import Mapping
 from typing import Any, Final
 
+from mtv_register.naming import (
+    DEFAULT_ROLE_NAME,
+    FORKLIFT_API_VERSION,
+    FORKLIFT_GROUP,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    PROVIDER_KIND,
+    PROVIDER_PLURAL,
+    PROVIDER_SECRET_CA_KEY,
+    PROVIDER_SECRET_INSECURE_KEY,
+    PROVIDER_SECRET_LABELS,
+    PROVIDER_SECRET_LEGACY_CA_KEY,
+    PROVIDER_SECRET_TOKEN_KEY,
+    PROVIDER_SECRET_URL_KEY,
+    PROVIDER_TYPE,
+    ROTATION_CRONJOB,
+    ROTATOR_NAME,
+    SERVICE_ACCOUNT_NAME_ANNOTATION,
+    SERVICE_ACCOUNT_TOKEN_TYPE,
+    SUBMARINER_SUFFIX,
+    TOKEN_SECRET_ANNOTATION,
+    token_requester_name,
+    token_secret_name,
+)
+
 Manifest = dict[str, Any]
-
-# --- Names, labels and annotations -------------------------------------------------------------
-
-MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
-MANAGED_BY: Final = "mtv-register"
-
-DEFAULT_ROLE_NAME: Final = "live-migration-role"
-DEFAULT_SERVICE_ACCOUNT: Final = "mtv-provider"
-DEFAULT_SERVICE_ACCOUNT_NAMESPACE: Final = "mtv-register"
-# The token Secret is "<sa>-token"; rotation creates "<sa>-token-<suffix>" from generateName.
-TOKEN_SECRET_SUFFIX: Final = "-token"
-
-ROOT_CA_CONFIGMAP: Final = "kube-root-ca.crt"
-ROOT_CA_KEY: Final = "ca.crt"
-
-SERVICE_ACCOUNT_TOKEN_TYPE: Final = "kubernetes.io/service-account-token"
-SERVICE_ACCOUNT_NAME_ANNOTATION: Final = "kubernetes.io/service-account.name"
-
-MTV_NAMESPACES: Final = ("openshift-mtv", "konveyor-forklift")
-HOST_PROVIDER_NAME: Final = "host"
-FORKLIFT_GROUP: Final = "forklift.konveyor.io"
-FORKLIFT_VERSION: Final = "v1beta1"
-FORKLIFT_API_VERSION: Final = f"{FORKLIFT_GROUP}/{FORKLIFT_VERSION}"
-PROVIDER_KIND: Final = "Provider"
-PROVIDER_PLURAL: Final = "providers"
-PROVIDER_TYPE: Final = "openshift"
-
-# Forklift's webhook tests the connection for Secrets carrying these labels.
-PROVIDER_SECRET_LABELS: Final[Mapping[str, str]] = {
-    "createdForProviderType": PROVIDER_TYPE,
-    "createdForResourceType": PROVIDER_PLURAL,
-}
-PROVIDER_SECRET_TOKEN_KEY: Final = "token"
-PROVIDER_SECRET_URL_KEY: Final = "url"
-PROVIDER_SECRET_CA_KEY: Final = "ca.crt"
-PROVIDER_SECRET_LEGACY_CA_KEY: Final = "cacert"
-PROVIDER_SECRET_INSECURE_KEY: Final = "insecureSkipVerify"
-
-PAIR_LABEL: Final = "mtv-register.konveyor.io/pair"
-# "<namespace>/<name>" of the token Secret on the registered cluster, so rotation can find it.
-TOKEN_SECRET_ANNOTATION: Final = "mtv-register.konveyor.io/token-secret"
-ROTATED_AT_ANNOTATION: Final = "mtv-register.konveyor.io/rotated-at"
-# On a token Secret made by rotation: the name of the token Secret it replaces (its lineage).
-TOKEN_REPLACES_ANNOTATION: Final = "mtv-register.konveyor.io/replaces"
 
 LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
 REDACTED: Final = "<redacted>"
@@ -118,16 +96,6 @@ def managed_labels(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return labels
 
 
-def token_secret_name(service_account: str) -> str:
-    """The name of the first token Secret of `service_account`."""
-    return f"{service_account}{TOKEN_SECRET_SUFFIX}"
-
-
-def token_secret_generate_name(service_account: str) -> str:
-    """The generateName prefix of the token Secrets rotation creates for `service_account`."""
-    return f"{service_account}{TOKEN_SECRET_SUFFIX}-"
-
-
 def cluster_role(name: str = DEFAULT_ROLE_NAME) -> Manifest:
     """The seed's ClusterRole (step 1)."""
     return {
@@ -177,7 +145,6 @@ def cluster_role_binding(
     }
 
 
-SUBMARINER_SUFFIX: Final = "-submariner"
 # Forklift's live migration with Submariner creates and deletes ServiceExports
 # (`sync-<vm>-<ns>`, `migration-<vm>-<ns>`) on the destination as the destination's identity.
 SUBMARINER_RULES: Final = (
@@ -382,54 +349,12 @@ def _redact_value(value: Any) -> Any:
     return result
 
 
-# --- Names -------------------------------------------------------------------------------------
-
-_DNS1123_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS1123_SUBDOMAIN: Final = re.compile(
-    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-)
-_DNS1123_LABEL_MAX: Final = 63
-_DNS1123_SUBDOMAIN_MAX: Final = 253
-_NAME_HASH_LENGTH: Final = 8
-
-
-def is_dns1123_label(s: str) -> bool:
-    """Whether `s` is a valid DNS-1123 label (Namespace names; the form of Provider names)."""
-    return len(s) <= _DNS1123_LABEL_MAX and _DNS1123_LABEL.fullmatch(s) is not None
-
-
-def is_dns1123_subdomain(s: str) -> bool:
-    """Whether `s` is a valid DNS-1123 subdomain (the names of most objects)."""
-    return len(s) <= _DNS1123_SUBDOMAIN_MAX and _DNS1123_SUBDOMAIN.fullmatch(s) is not None
-
-
-def provider_name(context: str) -> str:
-    """A Provider name derived from a kubeconfig context name: a DNS-1123 label.
-
-    Lowercased, accents dropped, every run of other characters turned into one ``-``, ends
-    trimmed: ``Source_Cluster`` becomes ``source-cluster``. A name longer than 63 characters is
-    cut and given a short hash of `context`, and a context with no usable character becomes
-    ``provider-<hash>``, so that different contexts still get different names.
-    """
-    ascii_name = unicodedata.normalize("NFKD", context).encode("ascii", "ignore").decode()
-    name = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
-    digest = hashlib.sha256(context.encode()).hexdigest()[:_NAME_HASH_LENGTH]
-    if not name:
-        return f"provider-{digest}"
-    if len(name) > _DNS1123_LABEL_MAX:
-        keep = _DNS1123_LABEL_MAX - _NAME_HASH_LENGTH - 1
-        return f"{name[:keep].rstrip('-')}-{digest}"
-    return name
-
-
 def _b64(value: str) -> str:
     return base64.b64encode(value.encode()).decode("ascii")
 
 
 # --- Scheduled rotation on the MTV host ----------------------------------------------------------
 
-ROTATOR_NAME: Final = "mtv-register-rotator"
-ROTATION_CRONJOB: Final = "mtv-register-rotate"
 # What `rotate --in-cluster` needs on the host, and nothing more: it reads Providers and switches
 # their Secrets; on Forklift 2.10 it changes a Provider's generation (a `patch` of its settings)
 # so that Forklift takes the new Secret up. The registered clusters are reached with each
@@ -528,19 +453,6 @@ def rotation_cron_job(namespace: str, *, schedule: str, max_age: str, image: str
 
 
 # --- Bound tokens (TokenRequest) -----------------------------------------------------------------
-
-TOKEN_TYPE_ANNOTATION: Final = "mtv-register.konveyor.io/token-type"  # "secret" or "bound"
-TOKEN_EXPIRES_ANNOTATION: Final = "mtv-register.konveyor.io/token-expires"
-SERVICE_ACCOUNT_ANNOTATION: Final = "mtv-register.konveyor.io/service-account"  # "<ns>/<name>"
-# How the registration was made, so that recovery rebuilds it as it was: the ClusterRole bound
-# ("<name>", with "existing:" first for a --cluster-role the tool did not create) and the
-# lifetime of bound tokens in seconds.
-CLUSTER_ROLE_ANNOTATION: Final = "mtv-register.konveyor.io/cluster-role"
-TOKEN_TTL_ANNOTATION: Final = "mtv-register.konveyor.io/token-ttl"
-
-
-def token_requester_name(service_account: str) -> str:
-    return f"{service_account}-token-requester"
 
 
 def token_requester_role(service_account: str, namespace: str) -> Manifest:

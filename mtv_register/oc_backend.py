@@ -12,8 +12,8 @@ openshift-client (and this one never loads the `kubernetes` package). Every comm
 - is recorded (openshift-client's `tracking`) in `TRAIL`, which `--explain` prints as a runbook.
 
 Failures become the same `errors` as the default backend's: kubectl's `Error from server
-(Reason): message` is turned back into its HTTP status and handed to `Kube._translate`.
-Waits poll (`get` every `poll_interval`) instead of watching: openshift-client returns a
+(Reason): message` is turned back into its HTTP status and handed to `kube.translate`.
+Waits poll (`get` every `Timing.poll_interval`) instead of watching: openshift-client returns a
 command's output when it ends, so a stream of watch events cannot be read as it comes.
 """
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import functools
 import json
 import os
 import re
@@ -32,28 +31,21 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import openshift_client as oc
-import tenacity
 
 from mtv_register import deadline as run_deadline
 from mtv_register import errors
-from mtv_register.kube import (
-    JSON_PATCH,
-    MERGE_PATCH,
-    Kind,
-    Kube,
-    NotFound,
-    RetryPolicy,
-    Transient,
-    exhausted,
-)
+from mtv_register.kube import JSON_PATCH, MERGE_PATCH, Kind, NotFound, RetryPolicy, translate
 from mtv_register.redaction import scrub
+from mtv_register.timing import Transient, retrying
+
+if TYPE_CHECKING:
+    from mtv_register.clusters import Connector
 
 Obj = dict[str, Any]
-POLL_INTERVAL = 0.25  # seconds between two reads while waiting
 COMMAND_TIMEOUT = 60.0  # a command still running after this is killed, and retried
 REQUEST_SECONDS = 30  # kubectl's own limit per request (--request-timeout), as the default's
 TOKEN_KUBECONFIG_PREFIX = "mtv-register-token-"
@@ -226,19 +218,13 @@ def resolve_binary(oc_path: str | None) -> str:
     return found
 
 
-@functools.cache
-def client_class(oc_path: str) -> type[OcKube]:
-    """`OcKube` bound to one binary, so `type(kube).from_token(...)` runs that binary too."""
-    return type("OcKube", (OcKube,), {"oc_path": oc_path, "__module__": __name__})
-
-
 # -- the client -------------------------------------------------------------------------------
 
 
-class OcKube(Kube):
-    """`Kube`'s verbs as commands of `oc_path`, for one kubeconfig context."""
+class OcKube:
+    """`Kube`'s verbs as commands of the binary `oc_path`, for one kubeconfig context."""
 
-    oc_path: ClassVar[str] = "oc"
+    tls_fix = "check the CA (--ca-source) or the server address"
 
     def __init__(
         self,
@@ -246,18 +232,17 @@ class OcKube(Kube):
         *,
         context: str,
         url: str,
+        oc_path: str,
         retry: RetryPolicy | None = None,
         kube_context: str | None = None,
         temporary: str | None = None,
-        poll_interval: float = POLL_INTERVAL,
     ) -> None:
-        # Not Kube.__init__: there is no API client, only a binary, a kubeconfig and a context.
+        self.oc_path = oc_path
         self.kubeconfig = kubeconfig
         self.context = context  # as messages name it
         self.kube_context = kube_context or context  # as the kubeconfig names it
         self.url = url
         self.retry = retry or RetryPolicy()
-        self.poll_interval = poll_interval
         self._temporary = temporary  # a folder this client made, removed on close
         # Per collection, name -> resourceVersion as last reported to the caller: where a
         # polled watch of it starts (see `watch`).
@@ -272,6 +257,7 @@ class OcKube(Kube):
         ca_pem: str | None,
         insecure: bool = False,
         context: str,
+        oc_path: str,
         retry: RetryPolicy | None = None,
     ) -> OcKube:
         """A client holding a service account's token, kept in a kubeconfig only this user can
@@ -287,6 +273,7 @@ class OcKube(Kube):
             os.path.join(folder, "kubeconfig"),
             context=context,
             url=url,
+            oc_path=oc_path,
             retry=retry,
             kube_context=name,
             temporary=folder,
@@ -294,7 +281,7 @@ class OcKube(Kube):
 
     @classmethod
     def from_service_account(
-        cls, url: str, folder: str, *, retry: RetryPolicy | None = None
+        cls, url: str, folder: str, *, oc_path: str, retry: RetryPolicy | None = None
     ) -> OcKube:
         """A pod's own service account: a kubeconfig naming the mounted token and CA files."""
         cluster = {"server": url, "certificate-authority": os.path.join(folder, "ca.crt")}
@@ -305,9 +292,16 @@ class OcKube(Kube):
             os.path.join(made, "kubeconfig"),
             context="in-cluster",
             url=url,
+            oc_path=oc_path,
             retry=retry,
             temporary=made,
         )
+
+    @property
+    def connector(self) -> Connector:
+        from mtv_register.clusters import Connector
+
+        return Connector(backend="oc", oc_path=self.oc_path, timing=self.retry)
 
     def close(self) -> None:
         if self._temporary:
@@ -428,7 +422,7 @@ class OcKube(Kube):
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            run_deadline.sleep(min(self.poll_interval, left))
+            run_deadline.sleep(min(self.retry.poll_interval, left))
 
     def _collection_changes(self, kind: Kind, namespace: str | None) -> Iterator[Obj]:
         key = (kind.plural, namespace)
@@ -475,20 +469,12 @@ class OcKube(Kube):
     def _run(self, verb: str, *args: str, stdin: str | None = None) -> str:
         """One command, retried like the default backend's requests; its stdout."""
         what = " ".join(args[:2]) if args and args[0] != "-f" else verb
-        try:
-            for attempt in tenacity.Retrying(
-                retry=tenacity.retry_if_exception_type(Transient),
-                stop=run_deadline.stop_when(tenacity.stop_after_attempt(self.retry.attempts)),
-                wait=self._wait,
-                sleep=run_deadline.sleep,
-                reraise=True,
-            ):
-                with attempt:
-                    return self._once(verb, args, stdin, what)
-        except Transient as failure:
-            run_deadline.check(f"{verb} {what} on context {self.context}")
-            raise exhausted(failure, self.context, self.retry.attempts) from None
-        raise AssertionError("unreachable")
+        return retrying(
+            self.retry,
+            lambda: self._once(verb, args, stdin, what),
+            what=f"{verb} {what}",
+            context=self.context,
+        )
 
     def _once(self, verb: str, args: tuple[str, ...], stdin: str | None, what: str) -> str:
         run_deadline.check(f"{verb} {what} on context {self.context}")
@@ -574,7 +560,7 @@ class OcKube(Kube):
                 f"{verb} {what} failed on context {self.context}: {reason or 'error'}: {message}"
             )
         body = json.dumps({"kind": "Status", "reason": reason, "message": message}).encode()
-        return self._translate(code, body, {}, verb, what)
+        return translate(code, body, {}, verb, what, self.context)
 
 
 def _resource(kind: Kind) -> str:

@@ -10,10 +10,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mtv_register import clusters, errors, forklift, manifests, verdicts
+from mtv_register import clusters, errors, forklift, manifests, naming, verdicts
 from mtv_register import deadline as run_deadline
 from mtv_register.bootstrap import (
-    Change,
     IssuedToken,
     RemoteSpec,
     bootstrap,
@@ -22,6 +21,8 @@ from mtv_register.bootstrap import (
     wait_namespace_gone,
 )
 from mtv_register.kube import NAMESPACE, Kube, RetryPolicy
+from mtv_register.provider_secret import ProviderSecret
+from mtv_register.records import Change
 
 Obj = dict[str, Any]
 DEFAULT_TIMEOUT = 300.0
@@ -164,7 +165,7 @@ def _validate(options: PairOptions) -> None:
         ("--service-account", options.remote.service_account),
         ("--sa-namespace", options.remote.namespace),
     ):
-        if value is not None and not manifests.is_dns1123_label(value):
+        if value is not None and not naming.is_dns1123_label(value):
             raise errors.UsageError(
                 f'{flag} "{value}" is not a valid name',
                 fix="use lower-case letters, digits and '-', starting and ending with a letter "
@@ -180,7 +181,7 @@ def sides_of(options: PairOptions) -> list[Side]:
         Side(
             "source",
             options.source,
-            options.source_name or manifests.provider_name(options.source),
+            options.source_name or naming.provider_name(options.source),
             False,
         ),
         Side(
@@ -188,9 +189,9 @@ def sides_of(options: PairOptions) -> list[Side]:
             options.destination,
             options.destination_name
             or (
-                manifests.HOST_PROVIDER_NAME
+                naming.HOST_PROVIDER_NAME
                 if options.destination == host
-                else manifests.provider_name(options.destination)
+                else naming.provider_name(options.destination)
             ),
             options.destination == host,
         ),
@@ -234,13 +235,12 @@ def _prove_token(side: Side, options: PairOptions) -> None:
     """The service account's own token, over the URL and CA Forklift will use, can list what
     Forklift's connection test lists first."""
     assert side.token is not None and side.kube is not None
-    kube = type(side.kube).from_token(  # the same backend as the kubeconfig's clients
+    kube = side.kube.connector.with_token(  # the same backend as the kubeconfig's clients
         side.url,
         side.token.token,
         ca_pem=side.ca_pem,
         insecure=options.insecure_skip_tls_verify,
         context=f"{side.context} as {side.token.service_account}",
-        retry=options.retry,
     )
     account = f'serviceaccount "{side.token.namespace}/{side.token.service_account}"'
     try:
@@ -548,37 +548,29 @@ def _bootstrap_side(
 def _kept_token(side: Side, options: PairOptions, host: Kube, namespace: str) -> IssuedToken | None:
     """The token the provider Secret holds, when it comes from a token Secret of this service
     account: a re-run keeps it (a rotated one too) instead of switching back to the first."""
-    import base64
-
     from mtv_register.kube import SECRET
-    from mtv_register.redaction import remember
 
     if options.remote.bound:
         return None
     side.recorded = host.get(SECRET, forklift.secret_name_for(side.provider), namespace)
-    annotations = ((side.recorded or {}).get("metadata") or {}).get("annotations") or {}
-    raw = ((side.recorded or {}).get("data") or {}).get("token", "")
-    ref_namespace, _, ref = annotations.get(manifests.TOKEN_SECRET_ANNOTATION, "").partition("/")
-    account = options.remote.service_account
-    if not raw or ref_namespace != options.remote.namespace:
+    if side.recorded is None:
         return None
-    if ref != manifests.token_secret_name(account) and not ref.startswith(
-        manifests.token_secret_generate_name(account)
+    held = ProviderSecret.from_secret(side.recorded)
+    ref_namespace, ref = held.token_secret
+    account = options.remote.service_account
+    if not held.token or ref_namespace != options.remote.namespace:
+        return None
+    if ref != naming.token_secret_name(account) and not ref.startswith(
+        naming.token_secret_generate_name(account)
     ):
         return None
-    return IssuedToken(
-        ref,
-        ref_namespace,
-        account,
-        annotations.get(forklift.TOKEN_CREATED_ANNOTATION, ""),
-        remember(base64.b64decode(raw).decode()),
-    )
+    return IssuedToken(ref, ref_namespace, account, held.token_created, held.token)
 
 
-def _credentials(side: Side, options: PairOptions) -> forklift.ProviderCredentials:
+def _credentials(side: Side, options: PairOptions) -> ProviderSecret:
     assert side.token is not None
     token = side.token
-    return forklift.ProviderCredentials(
+    return ProviderSecret(
         url=side.url,
         token=token.token,
         ca_pem=side.ca_pem,
@@ -599,7 +591,6 @@ def _reusable_bound_token(
 ) -> IssuedToken | None:
     """A re-run with bound tokens keeps the Provider's token while more than half of its
     lifetime is left, so it changes nothing; a fresh one is requested otherwise."""
-    import base64
     import datetime as dt
 
     from mtv_register.kube import SECRET
@@ -607,28 +598,21 @@ def _reusable_bound_token(
     if not options.remote.bound or side.provider not in existing:
         return None
     secret = host.get(SECRET, forklift.secret_name_for(side.provider), namespace)
-    annotations = ((secret or {}).get("metadata") or {}).get("annotations") or {}
-    expires = annotations.get(manifests.TOKEN_EXPIRES_ANNOTATION, "")
-    raw = ((secret or {}).get("data") or {}).get("token", "")
-    if annotations.get(manifests.TOKEN_TYPE_ANNOTATION) != "bound" or not expires or not raw:
+    if secret is None:
         return None
-    try:
-        left = dt.datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=dt.UTC
-        ) - dt.datetime.now(dt.UTC)
-    except ValueError:
+    held = ProviderSecret.from_secret(secret)
+    expires = held.expires_at
+    if not held.bound or expires is None or not held.token:
         return None
-    if left.total_seconds() < options.remote.token_ttl / 2:
+    if (expires - dt.datetime.now(dt.UTC)).total_seconds() < options.remote.token_ttl / 2:
         return None
-    from mtv_register.redaction import remember
-
     return IssuedToken(
         "",
         options.remote.namespace,
         options.remote.service_account,
-        annotations.get(forklift.TOKEN_CREATED_ANNOTATION, ""),
-        remember(base64.b64decode(raw).decode()),
-        expires=expires,
+        held.token_created,
+        held.token,
+        expires=held.token_expires,
     )
 
 
@@ -641,7 +625,7 @@ def _render(
             continue
         for obj in _remote_spec(side, options).manifests():
             result.manifests.append((side.context, obj))
-        creds = forklift.ProviderCredentials(
+        creds = ProviderSecret(
             url=side.url,
             token=manifests.REDACTED,
             ca_pem=side.ca_pem,
@@ -653,8 +637,8 @@ def _render(
             token_type=options.remote.token_type,
             service_account_ref=f"{options.remote.namespace}/{options.remote.service_account}",
         )
-        secret = forklift.desired_secret(
-            side.provider, namespace, creds, legacy_cacert=options.legacy_cacert
+        secret = creds.to_secret(
+            forklift.secret_name_for(side.provider), namespace, legacy_cacert=options.legacy_cacert
         )
         result.manifests.append((result.host, manifests.applicable_secret(secret)))
         result.manifests.append(
@@ -802,8 +786,6 @@ def unregister_fleet(
 def provider_status(host: Kube, namespace: str) -> list[Obj]:
     """One row per Provider on the host: readiness, failing condition, URL, token age, CA
     expiry, last rotation."""
-    import datetime as dt
-
     from mtv_register.kube import SECRET
 
     rows = []
@@ -834,27 +816,17 @@ def provider_status(host: Kube, namespace: str) -> list[Obj]:
             else None
         )
         if secret is not None:
-            annotations = secret["metadata"].get("annotations") or {}
-            row["tokenCreated"] = annotations.get(forklift.TOKEN_CREATED_ANNOTATION, "")
-            row["tokenType"] = annotations.get(manifests.TOKEN_TYPE_ANNOTATION, "")
-            row["tokenExpires"] = annotations.get(manifests.TOKEN_EXPIRES_ANNOTATION, "")
-            row["tokenSecret"] = annotations.get(manifests.TOKEN_SECRET_ANNOTATION, "")
-            row["rotatedAt"] = annotations.get(manifests.ROTATED_AT_ANNOTATION, "")
-            import base64
-
-            data = secret.get("data") or {}
+            held = ProviderSecret.from_secret(secret)
+            row["tokenCreated"] = held.token_created
+            row["tokenType"] = held.token_type
+            row["tokenExpires"] = held.token_expires
+            row["tokenSecret"] = held.token_secret_ref
+            row["rotatedAt"] = held.rotated_at
             # Forklift 2.12 reads `ca.crt`, then `cacert`, which 2.14 is to drop.
-            row["caOnlyUnderCacert"] = bool(
-                data.get(manifests.PROVIDER_SECRET_LEGACY_CA_KEY)
-                and not data.get(manifests.PROVIDER_SECRET_CA_KEY)
-            )
-            ca_b64 = data.get(manifests.PROVIDER_SECRET_CA_KEY) or data.get(
-                manifests.PROVIDER_SECRET_LEGACY_CA_KEY, ""
-            )
-            if ca_b64:
+            row["caOnlyUnderCacert"] = held.ca_only_under_cacert
+            if held.ca_pem:
                 try:
-                    expiry = clusters.ca_expiry(base64.b64decode(ca_b64).decode())
-                    row["caExpires"] = expiry.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    row["caExpires"] = naming.stamp(clusters.ca_expiry(held.ca_pem))
                 except errors.MtvRegisterError:
                     row["caExpires"] = "(not a PEM certificate)"
         rows.append(row)
@@ -893,7 +865,7 @@ def _remote_objects(kube: Kube, context: str, provider: str, in_use: str = "") -
     from mtv_register.kube import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, SECRET, SERVICE_ACCOUNT
 
     spec = RemoteSpec()
-    selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
+    selector = f"{naming.MANAGED_BY_LABEL}={naming.MANAGED_BY}"
     try:
         secrets = kube.list(SECRET, spec.namespace, label_selector=selector).get("items", [])
         return {
@@ -907,7 +879,7 @@ def _remote_objects(kube: Kube, context: str, provider: str, in_use: str = "") -
             "leftoverTokenSecrets": [
                 s["metadata"]["name"]
                 for s in secrets
-                if s.get("type") == manifests.SERVICE_ACCOUNT_TOKEN_TYPE
+                if s.get("type") == naming.SERVICE_ACCOUNT_TOKEN_TYPE
                 and in_use
                 and s["metadata"]["name"] != in_use
             ],

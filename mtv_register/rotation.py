@@ -10,23 +10,18 @@ back. The Provider never holds a token that does not work.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mtv_register import deadline, errors, forklift, manifests, verdicts
-from mtv_register.bootstrap import (
-    Change,
-    RemoteSpec,
-    Report,
-    create_token_secret,
-    wait_for_token,
-)
-from mtv_register.kube import NAMESPACE, SECRET, Conflict, Kube, RetryPolicy
-from mtv_register.redaction import remember
+from mtv_register import deadline, errors, forklift, manifests, naming, provider_secret, verdicts
+from mtv_register.bootstrap import RemoteSpec, create_token_secret, wait_for_token
+from mtv_register.kube import NAMESPACE, SECRET, Kube, RetryPolicy
+from mtv_register.provider_secret import ProviderSecret
+from mtv_register.records import Change, Report
+from mtv_register.timing import retry_on_conflict
 
 Obj = dict[str, Any]
 Clock = Callable[[], dt.datetime]
@@ -75,22 +70,6 @@ class RotationResult:
     exit_code: int = 0
 
 
-def _decoded(secret: Obj, key: str) -> str:
-    raw = (secret.get("data") or {}).get(key)
-    return base64.b64decode(raw).decode() if raw else ""
-
-
-def _parse_time(stamp: str) -> dt.datetime | None:
-    try:
-        return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-    except (TypeError, ValueError):
-        return None
-
-
-def _stamp(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def read_registration(host: Kube, provider: Obj) -> Registration:
     ref = (provider.get("spec") or {}).get("secret") or {}
     namespace = provider["metadata"]["namespace"]
@@ -105,40 +84,32 @@ def read_registration(host: Kube, provider: Obj) -> Registration:
             f'Provider "{namespace}/{name}" has no Secret on {host.context}',
             fix="re-register it with mtv-register register",
         )
-    annotations = secret["metadata"].get("annotations") or {}
-    ref_text = annotations.get(manifests.TOKEN_SECRET_ANNOTATION, "")
-    token_ns, _, token_name = ref_text.partition("/")
-    token_type = annotations.get(manifests.TOKEN_TYPE_ANNOTATION, "secret")
-    sa_ns, _, sa_name = annotations.get(manifests.SERVICE_ACCOUNT_ANNOTATION, "").partition("/")
-    if token_type == "bound" and not sa_name:
+    held = ProviderSecret.from_secret(secret)
+    token_type = held.token_type or "secret"
+    if token_type == "bound" and not held.service_account[1]:
         raise errors.PreflightError(
             f'the Secret of Provider "{namespace}/{name}" does not record its service account',
             fix="re-register it with mtv-register register --token-type bound",
         )
-    if not token_name and token_type != "bound":
+    if not held.token_secret[1] and token_type != "bound":
         raise errors.PreflightError(
             f'the Secret of Provider "{namespace}/{name}" does not record its token Secret',
             fix="re-register it with mtv-register register (older registrations lack it)",
         )
-    ca_pem = (
-        _decoded(secret, manifests.PROVIDER_SECRET_CA_KEY)
-        or _decoded(secret, manifests.PROVIDER_SECRET_LEGACY_CA_KEY)
-        or None
-    )
     return Registration(
         provider=provider,
         secret=secret,
-        url=_decoded(secret, manifests.PROVIDER_SECRET_URL_KEY) or provider["spec"].get("url", ""),
-        token=remember(_decoded(secret, manifests.PROVIDER_SECRET_TOKEN_KEY)),
-        ca_pem=ca_pem,
-        insecure=_decoded(secret, manifests.PROVIDER_SECRET_INSECURE_KEY) == "true",
-        token_secret=(token_ns, token_name),
-        token_created=_parse_time(annotations.get(forklift.TOKEN_CREATED_ANNOTATION, "")),
+        url=held.url or provider["spec"].get("url", ""),
+        token=held.token,
+        ca_pem=held.ca_pem,
+        insecure=held.insecure,
+        token_secret=held.token_secret,
+        token_created=held.created_at,
         token_type=token_type,
-        service_account=(sa_ns, sa_name),
-        token_expires=_parse_time(annotations.get(manifests.TOKEN_EXPIRES_ANNOTATION, "")),
-        cluster_role=annotations.get(manifests.CLUSTER_ROLE_ANNOTATION, ""),
-        token_ttl=int(annotations.get(manifests.TOKEN_TTL_ANNOTATION, "0") or 0),
+        service_account=held.service_account,
+        token_expires=held.expires_at,
+        cluster_role=held.cluster_role,
+        token_ttl=held.token_ttl,
     )
 
 
@@ -211,7 +182,7 @@ def rotate_provider(
         return RotationResult(name, "would rotate", old_secret=old_name)
     # The host's backend (kubernetes client or oc) speaks to the registered cluster too.
     remote = _as_account(
-        type(host),
+        host,
         registration,
         registration.token,
         options,
@@ -226,16 +197,17 @@ def rotate_provider(
 
 
 def _as_account(
-    client: type[Kube], registration: Registration, token: str, options: RotateOptions, context: str
+    like: Kube, registration: Registration, token: str, options: RotateOptions, context: str
 ) -> Kube:
-    """A client of the registered cluster holding `token`, over the Provider's own URL and CA."""
-    return client.from_token(
+    """A client of the registered cluster holding `token`, over the Provider's own URL and CA,
+    on the backend of `like` and with the rotation's timing."""
+    connector = replace(like.connector, timing=options.retry)
+    return connector.with_token(
         registration.url,
         token,
         ca_pem=registration.ca_pem,
         insecure=registration.insecure,
         context=context,
-        retry=options.retry,
     )
 
 
@@ -253,15 +225,15 @@ def _rotate_bound(
         else 86_400
     )
     issued = request_bound_token(remote, namespace, account, max(600, ttl), report)
-    fresh = _as_account(type(remote), registration, issued.token, options, remote.context)
+    fresh = _as_account(remote, registration, issued.token, options, remote.context)
     try:
         fresh.list(NAMESPACE, limit=1)
     finally:
         fresh.close()
     old_expiry = (registration.secret["metadata"].get("annotations") or {}).get(
-        manifests.TOKEN_EXPIRES_ANNOTATION, ""
+        naming.TOKEN_EXPIRES_ANNOTATION, ""
     )
-    extra = {manifests.TOKEN_EXPIRES_ANNOTATION: issued.expires}
+    extra = {naming.TOKEN_EXPIRES_ANNOTATION: issued.expires}
     if not _switch_guarded(
         host,
         registration,
@@ -269,7 +241,7 @@ def _rotate_bound(
         "",
         issued.created,
         options.clock(),
-        key=manifests.TOKEN_EXPIRES_ANNOTATION,
+        key=naming.TOKEN_EXPIRES_ANNOTATION,
         old_value=old_expiry,
         new_value=issued.expires,
         extra=extra,
@@ -291,12 +263,11 @@ def _rotate_bound(
     try:
         _wait_taken_up(host, registration, options, report)
     except errors.MtvRegisterError as failure:
-        _switch_back(host, registration, report)
-        raise type(failure)(
-            f'rotation of Provider "{registration.name}" failed and was rolled '
-            f"back: {failure.cause}",
-            fix=failure.fix,
-        ) from None
+        with deadline.shielded(ROLL_BACK_SECONDS):
+            error = _rolled_back(
+                failure, registration.name, lambda: _switch_back(host, registration, report)
+            )
+        raise error from None
     return RotationResult(
         registration.name,
         "rotated",
@@ -325,7 +296,7 @@ def _rotate(
             fix="recover with --source-context/--destination-context (admin credentials)",
         )
     service_account = (old["metadata"].get("annotations") or {}).get(
-        manifests.SERVICE_ACCOUNT_NAME_ANNOTATION, ""
+        naming.SERVICE_ACCOUNT_NAME_ANNOTATION, ""
     )
     created = create_token_secret(remote, service_account, old_ns, replaces=old_name, report=report)
     new_name = created["metadata"]["name"]
@@ -336,7 +307,7 @@ def _rotate(
         issued = wait_for_token(remote, created, options.timeout)
         # From here on the cluster is spoken to with the new token: the old one is about to be
         # revoked, and a retried request must not arrive with it.
-        fresh = _as_account(type(remote), registration, issued.token, options, remote.context)
+        fresh = _as_account(remote, registration, issued.token, options, remote.context)
         fresh.list(NAMESPACE, limit=1)
         if not _switch_guarded(
             host, registration, issued.token, new_ref, issued.created, options.clock()
@@ -361,17 +332,18 @@ def _rotate(
         )
         _wait_taken_up(host, registration, options, report)
     except errors.MtvRegisterError as failure:
-        # The roll-back runs even past the deadline or after Ctrl-C, for a few seconds more.
-        with deadline.shielded(ROLL_BACK_SECONDS):
+
+        def undo() -> None:
             if switched:
                 _switch_back(host, registration, report)
             _remove_new((fresh, remote) if fresh else (remote,), new_name, old_ns, report)
+
+        # The roll-back runs even past the deadline or after Ctrl-C, for a few seconds more.
+        with deadline.shielded(ROLL_BACK_SECONDS):
+            error = _rolled_back(failure, name, undo)
         if fresh is not None:
             fresh.close()
-        raise type(failure)(
-            f'rotation of Provider "{name}" failed and was rolled back: {failure.cause}',
-            fix=failure.fix,
-        ) from None
+        raise error from None
     # Only now: deleting the old token Secret revokes the old token. Any other token Secret of
     # this account (left by an interrupted run) goes too, so exactly one token stays valid.
     try:
@@ -400,7 +372,7 @@ def _switch_guarded(
     created: str,
     now: dt.datetime,
     *,
-    key: str = manifests.TOKEN_SECRET_ANNOTATION,
+    key: str = naming.TOKEN_SECRET_ANNOTATION,
     old_value: str | None = None,
     new_value: str | None = None,
     extra: dict[str, str] | None = None,
@@ -412,21 +384,30 @@ def _switch_guarded(
     old = "/".join(registration.token_secret) if old_value is None else old_value
     new = new_ref if new_value is None else new_value
     secret = registration.secret
-    for _ in range(5):
-        try:
-            _switch(host, secret, token, new_ref, created, now, extra)
-            return True
-        except Conflict:
-            current = host.get(SECRET, secret["metadata"]["name"], secret["metadata"]["namespace"])
+    namespace, name = secret["metadata"]["namespace"], secret["metadata"]["name"]
+
+    def attempt(number: int) -> bool:
+        nonlocal secret
+        if number > 0:  # the last switch met a newer Secret: who changed it?
+            current = host.get(SECRET, name, namespace)
             if current is None:
-                raise
+                raise errors.ConflictError(
+                    f'the provider Secret "{namespace}/{name}" was deleted meanwhile on '
+                    f"{host.context}",
+                    fix="register the pair again",
+                )
             found = (current["metadata"].get("annotations") or {}).get(key, "")
             if found == new:
                 return True
             if found != old:
                 return False
             secret = current
-    return False
+        _switch(host, secret, token, new_ref, created, now, extra)
+        return True
+
+    return retry_on_conflict(
+        host.retry, attempt, what=f'the provider Secret "{namespace}/{name}"', context=host.context
+    )
 
 
 def _sweep(
@@ -450,7 +431,7 @@ def _sweep(
             stuck.append(f'"{namespace}/{name}": {failure.cause}')
 
     delete(old)  # first, by name: revoking the replaced token never hangs on the listing
-    selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
+    selector = f"{naming.MANAGED_BY_LABEL}={naming.MANAGED_BY}"
     try:
         found = remote.list(SECRET, namespace, label_selector=selector).get("items", [])
     except errors.MtvRegisterError as failure:
@@ -459,15 +440,15 @@ def _sweep(
     found = [
         secret
         for secret in found
-        if secret.get("type") == manifests.SERVICE_ACCOUNT_TOKEN_TYPE
+        if secret.get("type") == naming.SERVICE_ACCOUNT_TOKEN_TYPE
         and (secret["metadata"].get("annotations") or {}).get(
-            manifests.SERVICE_ACCOUNT_NAME_ANNOTATION
+            naming.SERVICE_ACCOUNT_NAME_ANNOTATION
         )
         == service_account
     ]
     replaced = {
         secret["metadata"]["name"]: (secret["metadata"].get("annotations") or {}).get(
-            manifests.TOKEN_REPLACES_ANNOTATION, ""
+            naming.TOKEN_REPLACES_ANNOTATION, ""
         )
         for secret in found
     }
@@ -515,26 +496,17 @@ def _switch(
     now: dt.datetime,
     extra: dict[str, str] | None = None,
 ) -> Obj:
-    updated = dict(secret)
-    updated["data"] = {
-        **(secret.get("data") or {}),
-        manifests.PROVIDER_SECRET_TOKEN_KEY: base64.b64encode(token.encode()).decode(),
-    }
-    annotations = {
-        **(secret["metadata"].get("annotations") or {}),
-        forklift.TOKEN_CREATED_ANNOTATION: created,
-        manifests.ROTATED_AT_ANNOTATION: _stamp(now),
-        **(extra or {}),
-    }
-    if token_ref:
-        annotations[manifests.TOKEN_SECRET_ANNOTATION] = token_ref
-    updated["metadata"] = {**secret["metadata"], "annotations": annotations}
+    updated = provider_secret.switched(
+        secret, token, created=created, rotated_at=now, token_secret_ref=token_ref, extra=extra
+    )
     return host.replace(SECRET, updated)  # carries the resourceVersion read at the start
 
 
 def _switch_back(host: Kube, registration: Registration, report: Report) -> None:
     meta = registration.secret["metadata"]
-    for _ in range(5):
+
+    def attempt(number: int) -> None:
+        del number
         current = host.get(SECRET, meta["name"], meta["namespace"])
         if current is None:
             return
@@ -544,10 +516,7 @@ def _switch_back(host: Kube, registration: Registration, report: Report) -> None
             **current["metadata"],
             "annotations": registration.secret["metadata"].get("annotations") or {},
         }
-        try:
-            host.replace(SECRET, restored)
-        except Conflict:
-            continue
+        host.replace(SECRET, restored)
         report(
             Change(
                 host.context,
@@ -557,7 +526,33 @@ def _switch_back(host: Kube, registration: Registration, report: Report) -> None
                 "switched back to the old token",
             )
         )
-        return
+
+    retry_on_conflict(
+        host.retry,
+        attempt,
+        what=f'the provider Secret "{meta["namespace"]}/{meta["name"]}"',
+        context=host.context,
+    )
+
+
+def _rolled_back(
+    failure: errors.MtvRegisterError, name: str, undo: Callable[[], None]
+) -> errors.MtvRegisterError:
+    """The error a failed rotation ends in, after `undo()`: "rolled back", or, when the undo
+    itself kept meeting another writer, that it could not be."""
+    try:
+        undo()
+    except errors.ConflictError as stuck:
+        return errors.ConflictError(
+            f'rotation of Provider "{name}" failed ({failure.cause}) and could not be rolled '
+            f"back: {stuck.cause}",
+            fix="the provider Secret keeps the new token, which stays valid; re-run rotate once "
+            "the other writer has stopped",
+        )
+    return type(failure)(
+        f'rotation of Provider "{name}" failed and was rolled back: {failure.cause}',
+        fix=failure.fix,
+    )
 
 
 def _remove(remote: Kube, name: str, namespace: str, report: Report) -> None:
@@ -630,7 +625,7 @@ def recover_provider(
         issued = wait_for_token(admin, created, options.timeout)
     ref = "" if spec.bound else f"{issued.namespace}/{issued.secret_name}"
     if registration.token != issued.token:
-        extra = {manifests.TOKEN_EXPIRES_ANNOTATION: issued.expires} if spec.bound else None
+        extra = {naming.TOKEN_EXPIRES_ANNOTATION: issued.expires} if spec.bound else None
         _switch(
             host, registration.secret, issued.token, ref, issued.created, options.clock(), extra
         )
@@ -646,10 +641,10 @@ def recover_provider(
         _wait_taken_up(host, registration, options, report)
     else:
         verdicts.wait_ready(host, registration.namespace, registration.name, options.timeout)
-    selector = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
+    selector = f"{naming.MANAGED_BY_LABEL}={naming.MANAGED_BY}"
     for secret in admin.list(SECRET, spec.namespace, label_selector=selector).get("items", []):
         annotations = secret["metadata"].get("annotations") or {}
-        if annotations.get(manifests.SERVICE_ACCOUNT_NAME_ANNOTATION) == service_account and (
+        if annotations.get(naming.SERVICE_ACCOUNT_NAME_ANNOTATION) == service_account and (
             spec.bound or secret["metadata"]["name"] != issued.secret_name
         ):
             _remove(admin, secret["metadata"]["name"], spec.namespace, report)
@@ -671,7 +666,7 @@ def recorded_spec(registration: Registration) -> RemoteSpec:
     return RemoteSpec(
         service_account=sa_name or service_account_of(token_name),
         namespace=sa_ns or token_ns,
-        role_name=role or manifests.DEFAULT_ROLE_NAME,
+        role_name=role or naming.DEFAULT_ROLE_NAME,
         existing_role=existing == "existing",
         token_type=registration.token_type,
         token_ttl=registration.token_ttl or RemoteSpec.token_ttl,
@@ -680,7 +675,7 @@ def recorded_spec(registration: Registration) -> RemoteSpec:
 
 def service_account_of(token_secret_name: str) -> str:
     """`<sa>-token` or `<sa>-token-<suffix>` (the documented names) -> `<sa>`."""
-    base, found, _ = token_secret_name.rpartition(manifests.TOKEN_SECRET_SUFFIX)
+    base, found, _ = token_secret_name.rpartition(naming.TOKEN_SECRET_SUFFIX)
     return base if found and base else token_secret_name
 
 
@@ -782,7 +777,7 @@ def unschedule(host: Kube, namespace: str, report: Report) -> None:
     from mtv_register.kube import CRON_JOB, ROLE, ROLE_BINDING, SERVICE_ACCOUNT
 
     for kind in (CRON_JOB, ROLE_BINDING, ROLE, SERVICE_ACCOUNT):
-        name = manifests.ROTATION_CRONJOB if kind is CRON_JOB else manifests.ROTATOR_NAME
+        name = naming.ROTATION_CRONJOB if kind is CRON_JOB else naming.ROTATOR_NAME
         obj = host.get(kind, name, namespace)
         if obj is None:
             continue
@@ -849,7 +844,7 @@ def recovery_for(
         url = (provider.get("spec") or {}).get("url", "")
         for context in contexts:
             server = str(config.cluster_of(context).get("server", ""))
-            if name == manifests.provider_name(context) or (url and url == server):
+            if name == naming.provider_name(context) or (url and url == server):
                 return clusters.connect(
                     config, context, retry=retry, backend=backend, oc_path=oc_path
                 )

@@ -14,21 +14,15 @@ What Forklift does (kubev2v/forklift v2.10.6, v2.11.7, v2.12.5, `pkg/controller/
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from mtv_register import errors
-from mtv_register.kube import PROVIDER, SECRET, Kind, Kube, NotFound, RetryPolicy, Transient
-from mtv_register.manifests import (
-    PROVIDER_SECRET_CA_KEY,
-    PROVIDER_SECRET_INSECURE_KEY,
-    PROVIDER_SECRET_LEGACY_CA_KEY,
-    PROVIDER_SECRET_TOKEN_KEY,
-)
-from mtv_register.redaction import remember
+from mtv_register.kube import PROVIDER, SECRET, Kind, Kube, NotFound
+from mtv_register.provider_secret import ProviderSecret
+from mtv_register.timing import Transient
 
 Obj = dict[str, Any]
 Progress = Callable[[str], None]
@@ -272,8 +266,8 @@ def diagnose(host: Kube, provider: Obj) -> errors.MtvRegisterError | None:
     if not url or not ref.get("name"):
         return None  # the host provider: Forklift's own service account
     secret = host.get(SECRET, ref["name"], ref.get("namespace") or meta.get("namespace"))
-    data = (secret or {}).get("data") or {}
-    if secret is None or PROVIDER_SECRET_TOKEN_KEY not in data:
+    held = ProviderSecret.from_secret(secret) if secret is not None else None
+    if held is None or not held.token:
         return errors.PreflightError(
             f'{where}: its Secret "{ref.get("namespace")}/{ref["name"]}" is '
             + ("missing" if secret is None else "without a token")
@@ -282,16 +276,9 @@ def diagnose(host: Kube, provider: Obj) -> errors.MtvRegisterError | None:
         )
     if "SecretNotValid" in conditions(provider):
         return None  # the Secret is there: Forklift's cache has not seen it yet
-    token = remember(_decoded(data, PROVIDER_SECRET_TOKEN_KEY))
-    ca_pem = _decoded(data, PROVIDER_SECRET_CA_KEY) or _decoded(data, PROVIDER_SECRET_LEGACY_CA_KEY)
-    insecure = _decoded(data, PROVIDER_SECRET_INSECURE_KEY).lower() in ("1", "t", "true")
-    client = type(host).from_token(
-        url,
-        token,
-        ca_pem=ca_pem or None,
-        insecure=insecure,
-        context=f"{where} at {url}",
-        retry=RetryPolicy(attempts=2, initial_wait=0.5, max_wait=0.5),
+    quick = host.retry.but(attempts=min(2, host.retry.attempts))  # a second look, no more
+    client = replace(host.connector, timing=quick).with_token(
+        url, held.token, ca_pem=held.ca_pem, insecure=held.insecure, context=f"{where} at {url}"
     )
     try:
         for kind in TEST_LISTS:
@@ -333,10 +320,3 @@ def diagnose(host: Kube, provider: Obj) -> errors.MtvRegisterError | None:
     finally:
         client.close()
     return None
-
-
-def _decoded(data: Obj, key: str) -> str:
-    try:
-        return base64.b64decode(data.get(key) or "").decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return ""

@@ -26,7 +26,7 @@ import pytest
 import urllib3
 import yaml
 
-from mtv_register import manifests
+from mtv_register import manifests, naming
 from mtv_register.sandbox import Sandbox
 from tests.conftest import FAST_FORKLIFT, clusters_option
 from tests.target import SANDBOX_PROCESS
@@ -115,7 +115,7 @@ def script(api: Endpoint, suffix: str) -> Iterator[tuple[str, Obj]]:
     """The sequence, step by step: (what, what it gave)."""
     ns = f"diff-{suffix}"
     account, role = "mtv-provider", f"diff-role-{suffix}"
-    secret = manifests.token_secret_name(account)
+    secret = naming.token_secret_name(account)
     core = f"/api/v1/namespaces/{ns}"
 
     def step(method: str, path: str, body: Any = None, **kw: Any) -> Obj:

@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from mtv_register import manifests
+from mtv_register import manifests, naming
 from tests.e2e.conftest import (
     KUBECONFIG_VARIABLE,
     MTV_NAMESPACE,
@@ -46,12 +46,12 @@ pytestmark = [
 NO_FORKLIFT = "Forklift controller not present"
 WAIT_TIMEOUT = 9
 PERMISSION_DENIED = 7
-SA_NAMESPACE = manifests.DEFAULT_SERVICE_ACCOUNT_NAMESPACE
-SERVICE_ACCOUNT = manifests.DEFAULT_SERVICE_ACCOUNT
-TOKEN_SECRET = manifests.token_secret_name(SERVICE_ACCOUNT)
-ROLE = manifests.DEFAULT_ROLE_NAME
+SA_NAMESPACE = naming.DEFAULT_SERVICE_ACCOUNT_NAMESPACE
+SERVICE_ACCOUNT = naming.DEFAULT_SERVICE_ACCOUNT
+TOKEN_SECRET = naming.token_secret_name(SERVICE_ACCOUNT)
+ROLE = naming.DEFAULT_ROLE_NAME
 PROVIDERS = {"source": "e2e-source", "destination": "e2e-destination"}
-MANAGED = f"{manifests.MANAGED_BY_LABEL}={manifests.MANAGED_BY}"
+MANAGED = f"{naming.MANAGED_BY_LABEL}={naming.MANAGED_BY}"
 # A progress line: "<Kind> [<namespace>/]<name> <action> on <context>".
 CHANGE = re.compile(r"^\s*([A-Z]\w+) (\S+) (.+?) on (.+)$")
 
@@ -111,10 +111,10 @@ def provider_secret(clusters: Clusters, admin: dict[str, client.ApiClient], role
 
 def provider(clusters: Clusters, admin: dict[str, client.ApiClient], role: str) -> dict[str, Any]:
     found: dict[str, Any] = custom(admin[clusters.host]).get_namespaced_custom_object(
-        manifests.FORKLIFT_GROUP,
-        manifests.FORKLIFT_VERSION,
+        naming.FORKLIFT_GROUP,
+        naming.FORKLIFT_VERSION,
         MTV_NAMESPACE,
-        manifests.PROVIDER_PLURAL,
+        naming.PROVIDER_PLURAL,
         PROVIDERS[role],
     )
     return found
@@ -182,13 +182,13 @@ def test_each_cluster_holds_the_seed_objects_and_a_token_the_real_controller_fil
         account = objects.read_namespaced_service_account(SERVICE_ACCOUNT, SA_NAMESPACE)
         assert not [s.name for s in account.secrets or []], "the token Secret is never listed"
         secret = objects.read_namespaced_secret(TOKEN_SECRET, SA_NAMESPACE)
-        assert secret.type == manifests.SERVICE_ACCOUNT_TOKEN_TYPE
-        assert secret.metadata.annotations[manifests.SERVICE_ACCOUNT_NAME_ANNOTATION] == (
+        assert secret.type == naming.SERVICE_ACCOUNT_TOKEN_TYPE
+        assert secret.metadata.annotations[naming.SERVICE_ACCOUNT_NAME_ANNOTATION] == (
             SERVICE_ACCOUNT
         )
         assert decoded(secret, "token"), f"{context}: the token controller left the token empty"
         for obj in (role, binding, account, secret):
-            assert obj.metadata.labels.get(manifests.MANAGED_BY_LABEL) == manifests.MANAGED_BY
+            assert obj.metadata.labels.get(naming.MANAGED_BY_LABEL) == naming.MANAGED_BY
 
 
 def test_the_host_holds_each_provider_and_its_secret_owned_by_it(
@@ -207,7 +207,7 @@ def test_the_host_holds_each_provider_and_its_secret_owned_by_it(
         assert [(o.kind, o.uid) for o in secret.metadata.owner_references or []] == [
             ("Provider", found["metadata"]["uid"])
         ]
-        for key, value in manifests.PROVIDER_SECRET_LABELS.items():
+        for key, value in naming.PROVIDER_SECRET_LABELS.items():
             assert secret.metadata.labels.get(key) == value
         assert decoded(secret, "url") == url
         assert decoded(secret, "insecureSkipVerify") == "false"
@@ -366,10 +366,10 @@ def test_a_cluster_role_without_what_forklift_lists_is_refused_by_real_rbac(
         assert "cannot list namespaces" in result.stderr, result.stderr
         assert "Forklift's connection test" in result.stderr, result.stderr
         on_host = custom(admin[clusters.host]).list_namespaced_custom_object(
-            manifests.FORKLIFT_GROUP,
-            manifests.FORKLIFT_VERSION,
+            naming.FORKLIFT_GROUP,
+            naming.FORKLIFT_VERSION,
             MTV_NAMESPACE,
-            manifests.PROVIDER_PLURAL,
+            naming.PROVIDER_PLURAL,
         )
         assert not [p for p in on_host["items"] if p["metadata"]["name"].startswith(narrow)]
     finally:
@@ -396,10 +396,10 @@ def test_unregister_leaves_nothing_and_the_token_stops_working(
 
     objects = custom(admin[clusters.host])
     left = objects.list_namespaced_custom_object(
-        manifests.FORKLIFT_GROUP,
-        manifests.FORKLIFT_VERSION,
+        naming.FORKLIFT_GROUP,
+        naming.FORKLIFT_VERSION,
         MTV_NAMESPACE,
-        manifests.PROVIDER_PLURAL,
+        naming.PROVIDER_PLURAL,
         label_selector=MANAGED,
     )
     assert not left["items"]

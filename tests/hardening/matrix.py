@@ -16,7 +16,7 @@ from mtv_register.sandbox import Sandbox
 MUTATING = {"create", "update", "patch", "delete", "deletecollection"}
 TOOL_AGENT = r"^mtv-register/"
 # Objects of the sandbox's own making whose presence says nothing about the tool.
-_RANDOM_SUFFIX = re.compile(r"-token-[a-z0-9]{5}$")
+RANDOM_SUFFIX = re.compile(r"-token-[a-z0-9]{5}$")
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def objects(sandbox: Sandbox) -> dict[str, Counter[str]]:
         counter: Counter[str] = Counter()
         for key, obj in cluster.cluster.store.all_objects():
             meta = obj["metadata"]
-            name = _RANDOM_SUFFIX.sub("-token-*", meta["name"])
+            name = RANDOM_SUFFIX.sub("-token-*", meta["name"])
             counter[f"{key}/{meta.get('namespace', '')}/{name}"] += 1
         result[context] = counter
     return result

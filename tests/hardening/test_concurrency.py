@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mtv_register import errors, forklift, manifests, orchestrator
-from mtv_register.kube import NAMESPACE, Kube, RetryPolicy
+from mtv_register import errors, forklift, naming, orchestrator
+from mtv_register.kube import NAMESPACE, ApiKube, RetryPolicy
 from mtv_register.orchestrator import register_pair
 from mtv_register.rotation import RotateOptions, open_host, rotate_all
 from mtv_register.sandbox import Sandbox
@@ -84,7 +84,7 @@ def _token_problem(sandbox: Sandbox, name: str) -> str:
     if secret is None:
         return f"no provider Secret for {name}"
     data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-    kube = Kube.from_token(
+    kube = ApiKube.from_token(
         data["url"],
         data["token"],
         ca_pem=data.get("ca.crt"),
@@ -97,12 +97,12 @@ def _token_problem(sandbox: Sandbox, name: str) -> str:
         return f"the token of {name} does not work: {error.cause}"
     finally:
         kube.close()
-    ref = (secret["metadata"].get("annotations") or {}).get(manifests.TOKEN_SECRET_ANNOTATION, "")
+    ref = (secret["metadata"].get("annotations") or {}).get(naming.TOKEN_SECRET_ANNOTATION, "")
     cluster = sandbox[name].cluster
     token_secrets = [
         s["metadata"]["name"]
         for s in cluster.store.list(cluster.rtype("", "v1", "secrets"), "mtv-register")[0]
-        if s.get("type") == manifests.SERVICE_ACCOUNT_TOKEN_TYPE
+        if s.get("type") == naming.SERVICE_ACCOUNT_TOKEN_TYPE
     ]
     if [f"mtv-register/{n}" for n in token_secrets] != [ref]:
         return f"{name}: token Secrets {token_secrets}, the provider Secret records {ref!r}"
@@ -309,7 +309,7 @@ def test_a_rotation_landing_inside_a_register_is_kept(
 def _token_ref(sandbox: Sandbox, name: str) -> str:
     secret = _provider_secret(sandbox, name) or {"metadata": {}}
     annotations = secret["metadata"].get("annotations") or {}
-    return str(annotations.get(manifests.TOKEN_SECRET_ANNOTATION, ""))
+    return str(annotations.get(naming.TOKEN_SECRET_ANNOTATION, ""))
 
 
 # -- real processes --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ with the same end state as a clean run; persistent ones fail clearly and a re-ru
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from mtv_register.sandbox import Sandbox
 from tests.conftest import FAST_FORKLIFT
 from tests.hardening import figures
 from tests.hardening.matrix import (
+    RANDOM_SUFFIX,
     TOOL_AGENT,
     Request,
     marks,
@@ -113,9 +115,21 @@ def _end_state_ok(sandbox: Sandbox, expected: dict[str, Any]) -> str:
     return "; ".join(problems)
 
 
-def _inject(sandbox: Sandbox, request: Request, count: int, fault: dict[str, Any]) -> None:
-    sandbox[request.context].cluster.faults.inject(
-        request.verb, f"^{request.path}$", count=count, agent=TOOL_AGENT, **fault
+def _inject(sandbox: Sandbox, request: Request, count: int, fault: dict[str, Any]) -> Any:
+    """The fault on `request`. A token Secret a rotation makes has a new random name in every
+    run, so its requests are aimed at by pattern: any token Secret of that namespace."""
+    pattern = "^" + re.escape(request.path) + "$"
+    head, _, name = request.path.rpartition("/")
+    if RANDOM_SUFFIX.search(name):
+        pattern = (
+            "^"
+            + re.escape(head)
+            + "/"
+            + re.escape(RANDOM_SUFFIX.sub("", name))
+            + "-token-[a-z0-9]{5}$"
+        )
+    return sandbox[request.context].cluster.faults.inject(
+        request.verb, pattern, count=count, agent=TOOL_AGENT, **fault
     )
 
 
@@ -201,17 +215,32 @@ def test_rotate_survives_a_conflict_on_each_update(clean_rotate, tmp_path):
     assert not failures, "\n".join(failures)
 
 
+PERSISTENT = {
+    "500": {"status": 500},  # retried until the tries run out
+    "403": {"status": 403},  # refused at once
+}
+# Each persistent matrix runs in this many tests, each over every SHARDS-th request of the clean
+# run, so that parallel workers share it.
+SHARDS = 4
+
+
+@pytest.mark.parametrize("shard", range(SHARDS))
+@pytest.mark.parametrize("label", list(PERSISTENT))
 @pytest.mark.parametrize("action", ["register", "rotate"])
 def test_a_persistent_fault_fails_clearly_and_a_rerun_converges(
-    clean_register, clean_rotate, tmp_path, action
+    clean_register, clean_rotate, tmp_path, action, label, shard
 ):
+    """Every request of a clean run, in turn, fails for good: the run fails with one clear line
+    (or, where a request has a fallback, succeeds with the clean end state), a rotation leaves
+    its Providers working on the old token, and a re-run without the fault converges."""
     requests, expected = clean_register if action == "register" else clean_rotate
     run = _register if action == "register" else _rotate
     failures = []
-    for index, request in enumerate(requests):
+    # Sorted: each worker makes its own clean run, whose requests come in their own order.
+    for index, request in list(enumerate(sorted(requests, key=str)))[shard::SHARDS]:
         sandbox, kubeconfig = _prepared(tmp_path / str(index), action)
         try:
-            _inject(sandbox, request, 10_000, {"status": 500})
+            injected = _inject(sandbox, request, 10_000, PERSISTENT[label])
             problem = ""
             try:
                 run(kubeconfig)
@@ -222,6 +251,8 @@ def test_a_persistent_fault_fails_clearly_and_a_rerun_converges(
                 line = error.line()
                 if "\n" in line or not line:
                     problem = f"unclear message: {line!r}"
+            if not problem and not injected.hits:
+                problem = "the fault was never hit"
             if not problem and action == "rotate":
                 # Rotation rolls back: the Provider keeps working on its old token.
                 phases = provider_phases(sandbox)
@@ -237,7 +268,9 @@ def test_a_persistent_fault_fails_clearly_and_a_rerun_converges(
                 problem = _end_state_ok(sandbox, expected)
         finally:
             sandbox.stop()
-        figures.record(f"persistent faults: {action}", not problem, f"{request}: {problem}")
+        figures.record(
+            f"persistent faults: {action}", not problem, f"{label} on {request}: {problem}"
+        )
         if problem:
-            failures.append(f"{request}: {problem}")
+            failures.append(f"{label} on {request}: {problem}")
     assert not failures, "\n".join(failures)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mtv_register import errors, manifests
-from mtv_register.kube import Kube, RetryPolicy
+from mtv_register.kube import ApiKube, RetryPolicy
 from mtv_register.sandbox import ISSUED_TOKENS
 from tests.integration.conftest import assert_no_token_in_any_form
 
@@ -82,7 +82,7 @@ def test_failures_carry_no_token_in_their_message(sandbox, run, caplog):
 
 def test_an_error_about_a_refused_token_does_not_quote_it(sandbox):
     token = sandbox["source"].cluster.add_user("someone")
-    kube = Kube.from_token(
+    kube = ApiKube.from_token(
         sandbox["source"].url,
         token + "x",
         ca_pem=sandbox["source"].serving_ca_pem,

@@ -7,10 +7,8 @@ import base64
 import time
 from typing import Any
 
-import pytest
-
-from mtv_register import errors, forklift, manifests
-from mtv_register.kube import NAMESPACE, Kube, RetryPolicy
+from mtv_register import errors, forklift, naming
+from mtv_register.kube import NAMESPACE, ApiKube, RetryPolicy
 from mtv_register.orchestrator import register_pair
 from mtv_register.sandbox import MTV_NAMESPACE
 from mtv_register.sandbox.controllers import TOKEN_TYPE
@@ -19,16 +17,10 @@ from tests.integration.conftest import pair_options, wait_for
 from tests.target import TOKEN_CACHE_SECONDS, Target
 
 Obj = dict[str, Any]
-SA = manifests.DEFAULT_SERVICE_ACCOUNT
-SA_NAMESPACE = manifests.DEFAULT_SERVICE_ACCOUNT_NAMESPACE
+SA = naming.DEFAULT_SERVICE_ACCOUNT
+SA_NAMESPACE = naming.DEFAULT_SERVICE_ACCOUNT_NAMESPACE
 PROVIDERS = ("source", "destination")  # each named after its context, registered on `mtv`
 HOST = "mtv"
-
-
-def fast_waits(monkeypatch: pytest.MonkeyPatch, target: Target) -> None:
-    """The CLI's clients keep their retry attempts but lose the back-off between them."""
-    del target
-    monkeypatch.setattr(RetryPolicy.__init__, "__defaults__", (6, 0.0, 0.0, False))
 
 
 def register(target: Target) -> None:
@@ -52,13 +44,13 @@ def provider_secret(target: Target, provider: str) -> Obj:
 
 
 def provider_token(target: Target, provider: str) -> str:
-    return _decoded(provider_secret(target, provider), manifests.PROVIDER_SECRET_TOKEN_KEY)
+    return _decoded(provider_secret(target, provider), naming.PROVIDER_SECRET_TOKEN_KEY)
 
 
 def referenced_token_secret(target: Target, provider: str) -> str:
     """The token Secret the provider Secret records (its name on the registered cluster)."""
     annotations = provider_secret(target, provider)["metadata"].get("annotations") or {}
-    namespace, _, name = annotations.get(manifests.TOKEN_SECRET_ANNOTATION, "").partition("/")
+    namespace, _, name = annotations.get(naming.TOKEN_SECRET_ANNOTATION, "").partition("/")
     assert namespace == SA_NAMESPACE, annotations
     return name
 
@@ -69,11 +61,8 @@ def managed_token_secrets(target: Target, context: str) -> dict[str, Obj]:
         item["metadata"]["name"]: item
         for item in target.list(context, "secrets", SA_NAMESPACE)
         if item.get("type") == TOKEN_TYPE
-        and (item["metadata"].get("labels") or {}).get(manifests.MANAGED_BY_LABEL)
-        == manifests.MANAGED_BY
-        and (item["metadata"].get("annotations") or {}).get(
-            manifests.SERVICE_ACCOUNT_NAME_ANNOTATION
-        )
+        and (item["metadata"].get("labels") or {}).get(naming.MANAGED_BY_LABEL) == naming.MANAGED_BY
+        and (item["metadata"].get("annotations") or {}).get(naming.SERVICE_ACCOUNT_NAME_ANNOTATION)
         == SA
     }
 
@@ -87,7 +76,7 @@ def provider_object(target: Target, provider: str) -> Obj:
 def refused_over_https(target: Target, context: str, token: str) -> bool:
     """True when the cluster's API server answers a request with this token 401 (within its
     token cache's 10 s, as `Target.refuses`)."""
-    client = Kube.from_token(
+    client = ApiKube.from_token(
         target.url(context),
         token,
         ca_pem=target.serving_ca_pem(context),
@@ -111,7 +100,7 @@ def working(target: Target, provider: str) -> str:
     """ "" when the Provider is Ready and its token is accepted by its cluster and by Forklift's
     connection test, else what is wrong (this may still change: Forklift re-tests)."""
     secret = provider_secret(target, provider)
-    token = _decoded(secret, manifests.PROVIDER_SECRET_TOKEN_KEY)
+    token = _decoded(secret, naming.PROVIDER_SECRET_TOKEN_KEY)
     phase = (provider_object(target, provider).get("status") or {}).get("phase")
     if phase != "Ready":
         return f"Provider {provider} is {phase}"
@@ -120,7 +109,7 @@ def working(target: Target, provider: str) -> str:
     test = connection_test(
         target.url(provider),
         token,
-        _decoded(secret, manifests.PROVIDER_SECRET_CA_KEY),
+        _decoded(secret, naming.PROVIDER_SECRET_CA_KEY),
         insecure=False,
     )
     if not test.ok:

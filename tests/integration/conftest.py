@@ -1,11 +1,13 @@
 """The integration tests' world: the clusters each test runs on (`target`: a fresh embedded
-sandbox, or external clusters such as kind, see tests/target.py), the backend it runs on (every
-test runs on both, `kubernetes` and `oc`), the CLI in-process, pair options, and what was
-written during a run (the sandbox's audit log, else a snapshot difference).
+sandbox, or external clusters such as kind, see tests/target.py), the backend it runs on (the
+default `kubernetes`; also `oc` for what that backend does its own way), the CLI in-process,
+pair options, and what was written during a run (the sandbox's audit log, else a snapshot
+difference).
 
 Markers: `sandbox_only(reason)` for what needs the sandbox itself, `needs_forklift` for what
-needs a Forklift controller, `backends(*names, reason=...)` for what runs on one backend only;
-each is skipped, saying why, where it cannot run."""
+needs a Forklift controller, `both_backends` for what runs on both backends, and
+`backends(*names, reason=...)` for what runs on the backends named; the first two are skipped,
+saying why, where they cannot run."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from mtv_register.cli import app
 from mtv_register.kube import PROVIDER, USER_AGENT, AlreadyExists, Kube, NotFound, RetryPolicy
 from mtv_register.orchestrator import PairOptions, register_pair
 from mtv_register.sandbox import ISSUED_TOKENS, MTV_NAMESPACE, Sandbox
+from mtv_register.timing import Timing
 from tests.conftest import (
     EXTRA_TOKENS,
     FAST_FORKLIFT,
@@ -65,18 +68,24 @@ BACKEND_COMMANDS = frozenset(
 )
 
 
-def make_cli(flags: tuple[str, ...] = (), held: Callable[[], set[str]] | None = None) -> CliRun:
-    """`mtv-register ARGS` in-process, with `flags` after the command when it takes `--client`;
-    every result is checked for leaked tokens: the sandboxes' and those `held` returns before
-    and after the command (which may delete some, or make new ones)."""
+def make_cli(
+    flags: tuple[str, ...] = (),
+    held: Callable[[], set[str]] | None = None,
+    timing: Timing | None = None,
+) -> CliRun:
+    """`mtv-register ARGS` in-process, with `flags` after the command when it takes `--client`,
+    and `timing` (default: `Timing.immediate()`, the same tries without back-off) handed to the
+    CLI as its context object; every result is checked for leaked tokens: the sandboxes' and
+    those `held` returns before and after the command (which may delete some, or make new ones)."""
     runner = CliRunner()
+    policy = timing or Timing.immediate()
 
     def run(*args: str, input: str | None = None) -> Result:
         argv = list(args)
         if argv and argv[0] in BACKEND_COMMANDS and "--client" not in argv:
             argv[1:1] = flags
         before = held() if held is not None else set()  # what the command may delete
-        result = runner.invoke(app, argv, input=input)
+        result = runner.invoke(app, argv, input=input, obj=policy)
         # CliRunner swallows an escaped exception that a real run would print as a traceback.
         assert result.exception is None or isinstance(result.exception, SystemExit), repr(
             result.exception
@@ -175,15 +184,27 @@ class Backend:
 ACTIVE: dict[str, Backend] = {}
 
 
-@pytest.fixture(params=BACKENDS, autouse=True)
+def backends_of(node: Any) -> tuple[str, ...]:
+    """The backends a test runs on: those its `backends(...)` marker names; both for what is
+    marked `both_backends` (behaviour the oc backend implements in its own way: requests and
+    their failures, waits, token clients, interrupts); else the default client alone."""
+    only = node.get_closest_marker("backends")
+    if only is not None:
+        return tuple(only.args)
+    return BACKENDS if node.get_closest_marker("both_backends") else ("kubernetes",)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", backends_of(metafunc.definition), indirect=True)
+
+
+@pytest.fixture(autouse=True)
 def backend(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Backend]:
-    """Every integration test runs on both backends, but those marked `backends(...)` for one.
-    On `oc`, no command line of the run may carry a token."""
-    marker = request.node.get_closest_marker("backends")
-    if marker is not None and request.param not in marker.args:
-        pytest.skip(f"{request.param} backend: {marker.kwargs['reason']}")
+    """The backend of this run of the test (see `backends_of`). On `oc`, no command line of the
+    run may carry a token."""
     if request.param == "kubernetes":
         chosen = Backend("kubernetes")
     else:

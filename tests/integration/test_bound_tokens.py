@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mtv_register import forklift, manifests
+from mtv_register import forklift, naming
 from mtv_register.bootstrap import RemoteSpec
 from mtv_register.kube import RetryPolicy
 from mtv_register.orchestrator import PairOptions, register_pair, unregister_pair
@@ -24,6 +24,8 @@ from tests.integration.conftest import (
     register_args,
 )
 from tests.target import Target
+
+pytestmark = pytest.mark.both_backends  # see tests/integration/conftest.py: backends_of
 
 
 def _provider_secret(target: Target, name: str) -> dict[str, Any]:
@@ -47,10 +49,10 @@ def _register_bound(target: Target, ttl: int) -> PairOptions:
 def test_bound_tokens_register_without_a_token_secret(target: Target) -> None:
     _register_bound(target, 1200)
     secrets = target.list("source", "secrets", "mtv-register")
-    assert not [s for s in secrets if s.get("type") == manifests.SERVICE_ACCOUNT_TOKEN_TYPE]
+    assert not [s for s in secrets if s.get("type") == naming.SERVICE_ACCOUNT_TOKEN_TYPE]
     annotations = _provider_secret(target, "source")["metadata"]["annotations"]
-    assert annotations[manifests.TOKEN_TYPE_ANNOTATION] == "bound"
-    assert annotations[manifests.TOKEN_EXPIRES_ANNOTATION]
+    assert annotations[naming.TOKEN_TYPE_ANNOTATION] == "bound"
+    assert annotations[naming.TOKEN_EXPIRES_ANNOTATION]
     assert target.authenticates("source", _token(target, "source"))
 
 
@@ -65,7 +67,7 @@ def test_switching_to_bound_tokens_revokes_the_long_lived_one_once_the_new_is_pr
 
     for name in ("source", "destination"):
         secrets = target.list(name, "secrets", "mtv-register")
-        assert not [s for s in secrets if s.get("type") == manifests.SERVICE_ACCOUNT_TOKEN_TYPE]
+        assert not [s for s in secrets if s.get("type") == naming.SERVICE_ACCOUNT_TOKEN_TYPE]
         assert target.refuses(name, old[name])  # the long-lived token no longer works
         assert target.authenticates(name, _token(target, name))
         assert target.provider_phase(name) == "Ready"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mtv_register import errors, manifests, orchestrator, verdicts
+from mtv_register import errors, manifests, naming, orchestrator, verdicts
 from mtv_register.bootstrap import RemoteSpec
 from mtv_register.kube import CLUSTER_ROLE, SECRET, Kind
 from mtv_register.orchestrator import register_pair
@@ -259,7 +259,7 @@ def _token_secret_ref(target: Target) -> tuple[str, str]:
     secret = target.find("mtv", "secrets", "source-credentials", MTV_NS)
     assert secret is not None
     return (
-        secret["metadata"]["annotations"][manifests.TOKEN_SECRET_ANNOTATION],
+        secret["metadata"]["annotations"][naming.TOKEN_SECRET_ANNOTATION],
         secret["data"]["token"],
     )
 

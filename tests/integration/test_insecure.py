@@ -16,6 +16,8 @@ from mtv_register.sandbox import MTV_NAMESPACE
 from tests.integration.conftest import Backend, assert_none_of, register_args
 from tests.target import Target
 
+pytestmark = pytest.mark.both_backends  # see tests/integration/conftest.py: backends_of
+
 
 @pytest.mark.needs_forklift
 def test_insecure_registration_warns_once_and_stores_no_ca(

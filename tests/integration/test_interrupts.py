@@ -24,6 +24,8 @@ from tests.integration.conftest import (
 )
 from tests.target import Target
 
+pytestmark = pytest.mark.both_backends  # see tests/integration/conftest.py: backends_of
+
 
 @pytest.fixture
 def hung_server() -> Iterator[str]:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from mtv_register import clusters, errors, manifests, oc_backend
+from mtv_register import clusters, errors, naming, oc_backend
 from mtv_register.kube import (
     CLUSTER_ROLE_BINDING,
     CONFIG_MAP,
@@ -40,7 +40,6 @@ from mtv_register.kube import (
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
 from tests.integration._rotation_support import (
     PROVIDERS,
-    fast_waits,
     health,
     provider_secret,
     provider_token,
@@ -60,12 +59,9 @@ from tests.integration.conftest import (
 )
 from tests.target import Target
 
+pytestmark = pytest.mark.both_backends  # see tests/integration/conftest.py: backends_of
+
 Obj = dict[str, Any]
-
-
-@pytest.fixture(autouse=True)
-def _fast(monkeypatch: pytest.MonkeyPatch, target: Target) -> None:
-    fast_waits(monkeypatch, target)
 
 
 # -- what the oc backend ran: the argv the suite's wrapper logged ----------------------------------
@@ -262,11 +258,11 @@ def test_register_with_bound_tokens_asks_the_token_request_api(
         token_secrets = [
             secret["metadata"]["name"]
             for secret in target.list(context, "secrets", "mtv-register")
-            if secret.get("type") == manifests.SERVICE_ACCOUNT_TOKEN_TYPE
+            if secret.get("type") == naming.SERVICE_ACCOUNT_TOKEN_TYPE
         ]
         assert token_secrets == []
         expires = provider_secret(target, context)["metadata"]["annotations"][
-            manifests.TOKEN_EXPIRES_ANNOTATION
+            naming.TOKEN_EXPIRES_ANNOTATION
         ]
         left = dt.datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC) - (
             dt.datetime.now(dt.UTC)
@@ -695,11 +691,12 @@ def test_a_token_client_keeps_its_token_in_a_private_kubeconfig_removed_on_close
 ) -> None:
     assert backend.oc_path is not None
     token = service_account_token(target, "source", "reader", cluster_role="view")
-    client = oc_backend.client_class(backend.oc_path).from_token(
+    client = oc_backend.OcKube.from_token(
         target.url("source"),
         token,
         ca_pem=target.serving_ca_pem("source"),
         context="source as reader",
+        oc_path=backend.oc_path,
         retry=RetryPolicy.immediate(),
     )
     path = Path(client.kubeconfig)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mtv_register import errors, manifests, orchestrator
+from mtv_register import errors, manifests, naming, orchestrator
 from mtv_register.kube import CLUSTER_ROLE, PROVIDER, SECRET
 from mtv_register.orchestrator import register_pair
 from tests.conftest import SandboxFactory
@@ -29,10 +29,12 @@ from tests.integration.conftest import (
 )
 from tests.target import Target
 
+pytestmark = pytest.mark.both_backends  # see tests/integration/conftest.py: backends_of
+
 Obj = dict[str, Any]
 MTV_NS = "openshift-mtv"
-SA_NS = manifests.DEFAULT_SERVICE_ACCOUNT_NAMESPACE
-TOKEN_SECRET = manifests.token_secret_name(manifests.DEFAULT_SERVICE_ACCOUNT)
+SA_NS = naming.DEFAULT_SERVICE_ACCOUNT_NAMESPACE
+TOKEN_SECRET = naming.token_secret_name(naming.DEFAULT_SERVICE_ACCOUNT)
 
 
 def assert_registered(target: Target, context: str, provider_name: str) -> None:
@@ -44,7 +46,7 @@ def assert_registered(target: Target, context: str, provider_name: str) -> None:
     assert provider["spec"]["url"] == target.url(context)
     assert provider["status"]["phase"] == "Ready"
     assert "Ready" in {c["type"] for c in provider["status"]["conditions"]}
-    assert provider["metadata"]["labels"][manifests.MANAGED_BY_LABEL] == manifests.MANAGED_BY
+    assert provider["metadata"]["labels"][naming.MANAGED_BY_LABEL] == naming.MANAGED_BY
     secret = target.find(host, "secrets", f"{provider_name}-credentials", MTV_NS)
     assert secret is not None
     assert provider["spec"]["secret"] == {"name": secret["metadata"]["name"], "namespace": MTV_NS}
@@ -56,7 +58,7 @@ def assert_registered(target: Target, context: str, provider_name: str) -> None:
     assert decoded(secret, "ca.crt") == target.root_ca_pem(context)
     assert decoded(secret, "insecureSkipVerify") == "false"
     token_ns, _, token_name = secret["metadata"]["annotations"][
-        manifests.TOKEN_SECRET_ANNOTATION
+        naming.TOKEN_SECRET_ANNOTATION
     ].partition("/")
     token_secret = target.find(context, "secrets", token_name, token_ns)
     assert token_secret is not None
@@ -66,20 +68,20 @@ def assert_registered(target: Target, context: str, provider_name: str) -> None:
 
 def assert_bootstrapped(target: Target, context: str) -> None:
     """The seed's objects on a registered cluster, and the token Secret not listed in the SA."""
-    role = target.find(context, "clusterroles", manifests.DEFAULT_ROLE_NAME)
+    role = target.find(context, "clusterroles", naming.DEFAULT_ROLE_NAME)
     assert role is not None and role["rules"] == manifests.SEED_CLUSTER_ROLE_RULES
-    binding = target.find(context, "clusterrolebindings", manifests.DEFAULT_SERVICE_ACCOUNT)
+    binding = target.find(context, "clusterrolebindings", naming.DEFAULT_SERVICE_ACCOUNT)
     assert binding is not None
-    assert binding["roleRef"]["name"] == manifests.DEFAULT_ROLE_NAME
+    assert binding["roleRef"]["name"] == naming.DEFAULT_ROLE_NAME
     assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": manifests.DEFAULT_SERVICE_ACCOUNT, "namespace": SA_NS}
+        {"kind": "ServiceAccount", "name": naming.DEFAULT_SERVICE_ACCOUNT, "namespace": SA_NS}
     ]
-    account = target.find(context, "serviceaccounts", manifests.DEFAULT_SERVICE_ACCOUNT, SA_NS)
+    account = target.find(context, "serviceaccounts", naming.DEFAULT_SERVICE_ACCOUNT, SA_NS)
     assert account is not None and not account.get("secrets")
     (token_secret,) = [
         s
         for s in target.list(context, "secrets", SA_NS)
-        if s["type"] == manifests.SERVICE_ACCOUNT_TOKEN_TYPE
+        if s["type"] == naming.SERVICE_ACCOUNT_TOKEN_TYPE
     ]
     assert token_secret["metadata"]["name"].startswith(TOKEN_SECRET)
 
@@ -142,7 +144,7 @@ def test_pair_with_mtv_on_the_destination_uses_its_host_provider(
     assert_registered(shaped, "source", "source")
     # The destination only receives the source's Provider and Secret: no credentials of its own.
     assert shaped.find("destination", "namespaces", SA_NS) is None
-    assert shaped.find("destination", "clusterroles", manifests.DEFAULT_ROLE_NAME) is None
+    assert shaped.find("destination", "clusterroles", naming.DEFAULT_ROLE_NAME) is None
     written = writes_since(shaped, since)["destination"]
     assert written and all(f"/namespaces/{MTV_NS}/" in line for line in written)
     host = shaped.find("destination", "providers", "host", MTV_NS)
@@ -308,7 +310,7 @@ def _provider_token(target: Target, name: str) -> str:
 def _edit_cluster_role(target: Target) -> None:
     with_pods_only = {"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}
     admin_client(target.kubeconfig, "source").patch(
-        CLUSTER_ROLE, manifests.DEFAULT_ROLE_NAME, with_pods_only
+        CLUSTER_ROLE, naming.DEFAULT_ROLE_NAME, with_pods_only
     )
 
 
@@ -391,7 +393,7 @@ def test_a_hand_made_cluster_role_is_brought_to_the_seed_but_never_claimed(
     source.create(
         CLUSTER_ROLE,
         {
-            "metadata": {"name": manifests.DEFAULT_ROLE_NAME, "labels": {"team": "virt"}},
+            "metadata": {"name": naming.DEFAULT_ROLE_NAME, "labels": {"team": "virt"}},
             "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
         },
     )
@@ -399,7 +401,7 @@ def test_a_hand_made_cluster_role_is_brought_to_the_seed_but_never_claimed(
 
     register_pair(pair_options(target.kubeconfig))
 
-    role = target.find("source", "clusterroles", manifests.DEFAULT_ROLE_NAME)
+    role = target.find("source", "clusterroles", naming.DEFAULT_ROLE_NAME)
     assert role is not None
     assert role["rules"] == manifests.SEED_CLUSTER_ROLE_RULES
     assert role["metadata"]["labels"] == {"team": "virt"}

@@ -7,17 +7,15 @@ token and no stray token Secret.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from typer.testing import Result
 
-from mtv_register import clusters, manifests, rotation, verdicts
+from mtv_register import clusters, manifests, naming, rotation, verdicts
 from mtv_register.kube import CLUSTER_ROLE, SERVICE_ACCOUNT, Kube, RetryPolicy
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
 from mtv_register.sandbox.forklift import FORKLIFT_USER_AGENT
@@ -27,7 +25,6 @@ from tests.integration._rotation_support import (
     SA,
     SA_NAMESPACE,
     assert_healthy,
-    fast_waits,
     health,
     managed_token_secrets,
     provider_secret,
@@ -35,16 +32,12 @@ from tests.integration._rotation_support import (
     referenced_token_secret,
     refused_over_https,
     register,
-    settle,
-    tidy,
 )
 from tests.integration.conftest import (
-    Backend,
     CliRun,
     active_backend,
     assert_nothing_written,
     mark,
-    marks,
     one_error_line,
     wait_for,
 )
@@ -53,11 +46,6 @@ from tests.target import Target
 # Every test here registers the pair, which waits for Forklift to find both Providers Ready,
 # and a rotation waits for Forklift's re-test of the new token.
 pytestmark = pytest.mark.needs_forklift
-
-
-@pytest.fixture(autouse=True)
-def _fast(monkeypatch: pytest.MonkeyPatch, target: Target) -> None:
-    fast_waits(monkeypatch, target)
 
 
 @pytest.fixture
@@ -103,7 +91,7 @@ def test_rotate_all_revokes_the_old_tokens_and_leaves_providers_ready_on_new_one
         assert refused_over_https(registered, provider, old[provider])
         assert set(managed_token_secrets(registered, provider)).isdisjoint(old_secrets[provider])
         annotations = provider_secret(registered, provider)["metadata"]["annotations"]
-        assert manifests.ROTATED_AT_ANNOTATION in annotations
+        assert naming.ROTATED_AT_ANNOTATION in annotations
     assert_healthy(registered)
 
 
@@ -158,111 +146,6 @@ def test_an_unparseable_max_age_is_a_usage_error(
     assert result.exit_code == 2, result.output
     assert "--max-age" in one_error_line(result)
     assert_nothing_written(registered, since)
-
-
-# -- a failure at every step ---------------------------------------------------------------------
-
-PERSISTENT = 10_000
-FAULTS: dict[str, dict[str, Any]] = {
-    "forbidden": {"status": 403, "count": PERSISTENT},
-    "server-error": {"status": 500, "count": PERSISTENT},
-    "dropped": {"drop": True, "count": PERSISTENT},
-    # The server did the work, the client never heard: the ambiguity of every write.
-    "answer-lost-once": {"drop": True, "after": True, "count": 1},
-}
-
-
-def rotation_steps(
-    sandbox: Sandbox, since: dict[str, int], agent: str
-) -> list[tuple[str, str, str]]:
-    """(context, verb, path pattern) of each distinct request the tool (its requests' User-Agent
-    matches `agent`) made since `since`, on the source (the destination's requests are the
-    same) and on the MTV host. Secret names change with every rotation, so a named Secret's
-    pattern matches any name."""
-    steps: list[tuple[str, str, str]] = []
-    for context in ("source", HOST):
-        for event in sandbox[context].cluster.audit.since(since[context]):
-            if not re.search(agent, event["userAgent"]):
-                continue  # Forklift's connection test and its webhook, not the tool
-            path = urlsplit(event["requestURI"]).path
-            head, named, _ = path.partition("/secrets/")
-            pattern = f"^{re.escape(head)}/secrets/[^/]+$" if named else f"^{re.escape(path)}$"
-            step = (context, event["verb"], pattern)
-            if step not in steps:
-                steps.append(step)
-    return steps
-
-
-def check_outcome(result: Result) -> str:
-    """ "" when the run ended as the CLI must: success, or a failure told in one line each."""
-    output = result.stdout + result.stderr
-    if "Traceback" in output or "internal error" in output:
-        return f"crashed (exit {result.exit_code}): {result.stderr.strip()[-300:]}"
-    if result.exit_code == 0:
-        return ""
-    if len(result.stderr.splitlines()) > 1:
-        return f"more than one line on stderr: {result.stderr!r}"
-    if result.stdout.strip():
-        for entry in json.loads(result.stdout):
-            if "\n" in entry["reason"]:
-                return f"a multi-line reason: {entry['reason']!r}"
-        if not any(entry["action"] == "failed" for entry in json.loads(result.stdout)):
-            return f"exit {result.exit_code} with no failed Provider: {result.stdout}"
-    return ""
-
-
-@pytest.mark.sandbox_only("injects faults into each request of a rotation, read from the audit log")
-@pytest.mark.parametrize("fault", list(FAULTS))
-def test_a_failure_at_any_step_leaves_a_working_provider(
-    registered: Target,
-    sandbox: Sandbox,
-    kubeconfig: Path,
-    cli: CliRun,
-    backend: Backend,
-    fault: str,
-) -> None:
-    """Each request a clean rotation makes, read from the audit logs, fails in turn. The run
-    succeeds, or fails with one line per Provider; either way the Provider works afterwards.
-    A token Secret may stay only when deleting it was the step that failed: then the run says
-    that the old token still works, and the next run removes it."""
-    args = rotate_args(
-        kubeconfig, "--max-age", "0s", "--timeout", "3s", "--output", "json", provider="source"
-    )
-    since = marks(sandbox)
-    assert cli(*args).exit_code == 0
-    steps = rotation_steps(sandbox, since, backend.agent)
-    verbs = {(context, verb) for context, verb, _ in steps}
-    # The waits (for the new token, for Forklift's verdict) watch on the kubernetes backend;
-    # the oc backend polls them with the gets and lists already required.
-    waits = {"watch"} if backend.name == "kubernetes" else set()
-    assert {("source", v) for v in {"get", "create", "list", "delete", *waits}} <= verbs
-    assert {(HOST, v) for v in {"get", "list", "update", *waits}} <= verbs
-    assert_healthy(registered, "source")
-
-    problems = []
-    for context, verb, pattern in steps:
-        step = f"{fault} {verb} {pattern} on {context}"
-        cluster = sandbox[context].cluster
-        # Faults hit the tool's requests (on this backend), not Forklift's.
-        injected = cluster.faults.inject(verb, pattern, agent=backend.agent, **FAULTS[fault])
-        result = cli(*args)
-        cluster.faults.clear()
-        assert injected.hits > 0, f"{step}: the fault was never hit"
-        outcome = check_outcome(result) or settle(registered, "source")
-        if outcome:
-            problems.append(f"{step}: {outcome}")
-            continue
-        untidy = tidy(registered, "source")
-        if not untidy:
-            continue
-        if result.exit_code == 0 or "still works" not in result.stdout:
-            problems.append(f"{step}: exit {result.exit_code}, silently left {untidy}")
-        follow_up = cli(*args)
-        left = health(registered, "source")
-        if follow_up.exit_code != 0 or left:
-            problems.append(f"{step}: a clean re-run did not converge: {left or follow_up.stdout}")
-            break
-    assert not problems, "\n".join(problems)
 
 
 # -- Forklift refuses the new token after the switch ---------------------------------------------
@@ -570,12 +453,12 @@ def test_recovery_restores_the_registration_as_it_was_made(
         annotations = secret["metadata"]["annotations"]
         if how == "cluster-role":
             assert binding["roleRef"]["name"] == role
-            assert target.find("source", "clusterroles", manifests.DEFAULT_ROLE_NAME) is None
+            assert target.find("source", "clusterroles", naming.DEFAULT_ROLE_NAME) is None
         else:
-            assert annotations[manifests.TOKEN_TYPE_ANNOTATION] == "bound"
-            assert annotations[manifests.TOKEN_TTL_ANNOTATION] == "7200"
+            assert annotations[naming.TOKEN_TYPE_ANNOTATION] == "bound"
+            assert annotations[naming.TOKEN_TTL_ANNOTATION] == "7200"
             secrets = target.list("source", "secrets", SA_NAMESPACE)
-            assert not [s for s in secrets if s.get("type") == manifests.SERVICE_ACCOUNT_TOKEN_TYPE]
+            assert not [s for s in secrets if s.get("type") == naming.SERVICE_ACCOUNT_TOKEN_TYPE]
         assert target.provider_phase("source") == "Ready"
     finally:
         cli(

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from mtv_register import clusters, manifests
+from mtv_register import clusters, manifests, naming
 from mtv_register.kube import ROLE_BINDING, Kube, RetryPolicy
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
 from tests.conftest import EXTRA_TOKENS
@@ -23,7 +23,6 @@ from tests.integration._rotation_support import (
     HOST,
     PROVIDERS,
     assert_healthy,
-    fast_waits,
     provider_token,
     refused_over_https,
     register,
@@ -40,7 +39,7 @@ from tests.integration.conftest import (
 )
 from tests.target import BY_PLURAL, Target
 
-ROTATOR = manifests.ROTATOR_NAME
+ROTATOR = naming.ROTATOR_NAME
 ROTATOR_USER = f"system:serviceaccount:{MTV_NAMESPACE}:{ROTATOR}"
 EVERY = "0 3 * * *"
 # (plural, name) of what `schedule` writes on the MTV host.
@@ -48,17 +47,12 @@ SCHEDULED = (
     ("serviceaccounts", ROTATOR),
     ("roles", ROTATOR),
     ("rolebindings", ROTATOR),
-    ("cronjobs", manifests.ROTATION_CRONJOB),
+    ("cronjobs", naming.ROTATION_CRONJOB),
 )
 # The same as keys of `Target.snapshot()`: (storage key, namespace, name).
 SCHEDULED_KEYS = sorted(
     str((f"{BY_PLURAL[plural][0]}/{plural}", MTV_NAMESPACE, name)) for plural, name in SCHEDULED
 )
-
-
-@pytest.fixture(autouse=True)
-def _fast(monkeypatch: pytest.MonkeyPatch, target: Target) -> None:
-    fast_waits(monkeypatch, target)
 
 
 def schedule_args(kubeconfig: Path, *extra: str) -> list[str]:
@@ -83,7 +77,7 @@ def stored(target: Target, plural: str, name: str) -> Any:
 
 
 def cron_job(target: Target) -> dict[str, Any]:
-    found = stored(target, "cronjobs", manifests.ROTATION_CRONJOB)
+    found = stored(target, "cronjobs", naming.ROTATION_CRONJOB)
     assert found is not None, "no rotation CronJob"
     return dict(found)
 
@@ -158,7 +152,7 @@ def test_schedule_creates_the_rotator_account_role_binding_and_cron_job(
     for plural, name in SCHEDULED:
         obj = stored(scheduled, plural, name)
         assert obj is not None, f"{plural}/{name} was not created"
-        assert obj["metadata"]["labels"][manifests.MANAGED_BY_LABEL] == manifests.MANAGED_BY
+        assert obj["metadata"]["labels"][naming.MANAGED_BY_LABEL] == naming.MANAGED_BY
     role = stored(scheduled, "roles", ROTATOR)
     assert role["rules"] == manifests.ROTATOR_RULES
     binding = stored(scheduled, "rolebindings", ROTATOR)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from mtv_register import manifests
+from mtv_register import manifests, naming
 from mtv_register.kube import CLUSTER_ROLE, NAMESPACE, PROVIDER, SECRET
 from mtv_register.orchestrator import unregister_pair
 from mtv_register.sandbox import MTV_NAMESPACE
@@ -35,9 +35,11 @@ from tests.integration.conftest import (
 )
 from tests.target import SandboxTarget, Target
 
+pytestmark = pytest.mark.both_backends  # see tests/integration/conftest.py: backends_of
+
 Obj = dict[str, Any]
 REMOTES = ("source", "destination")  # each Provider named after its context
-TOKEN_SECRET = f"{manifests.DEFAULT_SERVICE_ACCOUNT_NAMESPACE}/mtv-provider-token"
+TOKEN_SECRET = f"{naming.DEFAULT_SERVICE_ACCOUNT_NAMESPACE}/mtv-provider-token"
 
 
 def ca_not_after(pem: str) -> str:
@@ -312,14 +314,14 @@ def test_unregister_with_mtv_on_the_destination_leaves_every_cluster_as_it_was(
 def test_unregister_keeps_what_it_did_not_create(
     target: Target, cli: CliRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    namespace = manifests.DEFAULT_SERVICE_ACCOUNT_NAMESPACE
+    namespace = naming.DEFAULT_SERVICE_ACCOUNT_NAMESPACE
     with admin(target, "source") as source:  # made by hand following the seed, before the tool
         source.create(
             CLUSTER_ROLE,
             {
                 "apiVersion": CLUSTER_ROLE.api_version,
                 "kind": CLUSTER_ROLE.kind,
-                "metadata": {"name": manifests.DEFAULT_ROLE_NAME},
+                "metadata": {"name": naming.DEFAULT_ROLE_NAME},
                 "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
             },
         )
@@ -360,17 +362,17 @@ def test_unregister_keeps_what_it_did_not_create(
         result.stdout
     )
     assert "Namespace mtv-register deleted on source" not in result.stdout
-    role_key = ("rbac.authorization.k8s.io/clusterroles", "", manifests.DEFAULT_ROLE_NAME)
+    role_key = ("rbac.authorization.k8s.io/clusterroles", "", naming.DEFAULT_ROLE_NAME)
     # All the tool made is gone; what it found stays, only the role keeps the seed's rules.
     only_the_role = {"source": {"added": [], "removed": [], "changed": [str(role_key)]}}
     wait_for(
         lambda: snapshot_difference(before, target.snapshot()) == only_the_role,
         what="every cluster to be as before but the hand-made role's rules",
     )
-    role = target.find("source", "clusterroles", manifests.DEFAULT_ROLE_NAME)
+    role = target.find("source", "clusterroles", naming.DEFAULT_ROLE_NAME)
     assert role is not None
     assert role["rules"] == manifests.SEED_CLUSTER_ROLE_RULES
-    assert manifests.MANAGED_BY_LABEL not in (role["metadata"].get("labels") or {})
+    assert naming.MANAGED_BY_LABEL not in (role["metadata"].get("labels") or {})
 
 
 def test_unregister_keep_remote_removes_only_the_providers(

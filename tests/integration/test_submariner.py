@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from mtv_register import manifests
-from mtv_register.kube import Kube
+from mtv_register import manifests, naming
+from mtv_register.kube import ApiKube
 from tests.integration.conftest import CliRun
 from tests.target import Target
 
 MTV_NS = "openshift-mtv"
-EXTRA_ROLE = manifests.DEFAULT_ROLE_NAME + manifests.SUBMARINER_SUFFIX
-EXTRA_BINDING = manifests.DEFAULT_SERVICE_ACCOUNT + manifests.SUBMARINER_SUFFIX
+EXTRA_ROLE = naming.DEFAULT_ROLE_NAME + naming.SUBMARINER_SUFFIX
+EXTRA_BINDING = naming.DEFAULT_SERVICE_ACCOUNT + naming.SUBMARINER_SUFFIX
 PAIR = ("--source", "source", "--destination", "destination", "--host", "mtv")
 
 pytestmark = pytest.mark.needs_forklift
@@ -27,7 +27,7 @@ def _may(target: Target, provider: str, context: str, verb: str) -> bool:
     secret = target.find("mtv", "secrets", f"{provider}-credentials", MTV_NS)
     assert secret is not None
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    kube = Kube.from_token(
+    kube = ApiKube.from_token(
         target.url(context), data["token"], ca_pem=data["ca.crt"], context=f"{context} as MTV"
     )
     try:
@@ -74,7 +74,7 @@ def test_submariner_sets_the_source_setting_and_grants_serviceexports_in_an_extr
     ]
     binding = target.find("destination", "clusterrolebindings", EXTRA_BINDING)
     assert binding is not None and binding["roleRef"]["name"] == EXTRA_ROLE
-    seed = target.find("destination", "clusterroles", manifests.DEFAULT_ROLE_NAME)
+    seed = target.find("destination", "clusterroles", naming.DEFAULT_ROLE_NAME)
     assert seed is not None and seed["rules"] == manifests.SEED_CLUSTER_ROLE_RULES
     assert target.find("source", "clusterroles", EXTRA_ROLE) is None
     assert _may(target, "destination", "destination", "create")

@@ -11,26 +11,28 @@ from typing import Any
 import pytest
 import yaml
 
-from mtv_register import manifests
+from mtv_register import manifests, naming
 from mtv_register.manifests import (
-    DEFAULT_ROLE_NAME,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
     REDACTED,
     SEED_CLUSTER_ROLE_RULES,
-    TOKEN_SECRET_ANNOTATION,
     cluster_role,
     cluster_role_binding,
-    is_dns1123_label,
-    is_dns1123_subdomain,
     managed_labels,
     owner_reference,
     provider,
-    provider_name,
     provider_secret,
     redact,
     service_account,
     token_secret,
+)
+from mtv_register.naming import (
+    DEFAULT_ROLE_NAME,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    TOKEN_SECRET_ANNOTATION,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    provider_name,
 )
 
 SEED = Path(__file__).parents[1] / "data" / "seed_procedure.txt"
@@ -142,7 +144,7 @@ def test_token_secret_for_rotation_uses_generate_name():
     secret = token_secret(
         "mtv-provider",
         "mtv-register",
-        generate_name=manifests.token_secret_generate_name("mtv-provider"),
+        generate_name=naming.token_secret_generate_name("mtv-provider"),
     )
     assert secret["metadata"]["generateName"] == "mtv-provider-token-"
     assert "name" not in secret["metadata"]
@@ -189,12 +191,12 @@ def test_provider_secret_without_legacy_cacert_has_only_ca_crt():
 
 
 def test_provider_secret_carries_forklift_and_managed_by_labels():
-    secret = a_provider_secret(labels={manifests.PAIR_LABEL: "source-to-destination"})
+    secret = a_provider_secret(labels={naming.PAIR_LABEL: "source-to-destination"})
     assert secret["metadata"]["labels"] == {
         MANAGED_BY_LABEL: MANAGED_BY,
         "createdForProviderType": "openshift",
         "createdForResourceType": "providers",
-        manifests.PAIR_LABEL: "source-to-destination",
+        naming.PAIR_LABEL: "source-to-destination",
     }
 
 
