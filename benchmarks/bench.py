@@ -149,7 +149,7 @@ def bench_token_notice() -> dict[str, Any]:
         samples = []
         with tempfile.TemporaryDirectory() as folder, Sandbox(token_delay=delay) as sandbox:
             kubeconfig = sandbox.write_kubeconfig(Path(folder) / "kubeconfig")
-            kube = clusters.connect(clusters.load_kubeconfig(kubeconfig), "source")
+            kube = clusters.Connector().connect(clusters.load_kubeconfig(kubeconfig), "source")
             kube.create(NAMESPACE, manifests.namespace("bench"))
             kube.create(SERVICE_ACCOUNT, manifests.service_account("bench", "bench"))
             for run in range(RUNS + 1):

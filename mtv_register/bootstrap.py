@@ -141,7 +141,7 @@ def ensure(
         return updated
 
     return retry_on_conflict(
-        kube.retry, attempt, what=f'{kind.kind} "{name}"', context=kube.context
+        kube.timing, attempt, what=f'{kind.kind} "{name}"', context=kube.context
     )
 
 
@@ -389,7 +389,10 @@ def wait_for_token(kube: Kube, secret: Obj, timeout: float) -> IssuedToken:
     deadline = time.monotonic() + timeout
     try:
         return poll_until(
-            attempt, timeout=timeout, wait=kube.retry.token_poll, pending=(_TokenPending, Transient)
+            attempt,
+            timeout=timeout,
+            wait=kube.timing.token_poll,
+            pending=(_TokenPending, Transient),
         )
     except Expired:
         pass
@@ -496,8 +499,8 @@ def wait_namespace_gone(kube: Kube, name: str, timeout: float) -> None:
         poll_until(
             gone,
             timeout=timeout,
-            wait=kube.retry.namespace_poll,
-            max_wait=kube.retry.namespace_poll_max,
+            wait=kube.timing.namespace_poll,
+            max_wait=kube.timing.namespace_poll_max,
             pending=(_NamespacePresent,),
         )
     except Expired:

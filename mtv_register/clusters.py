@@ -137,7 +137,7 @@ class Connector:
                 context=context,
                 url=url,
                 oc_path=self._binary(),
-                retry=self.timing,
+                timing=self.timing,
             )
         else:
             from kubernetes import config as k8s_config
@@ -151,7 +151,7 @@ class Connector:
                     f'context "{context}" in {kubeconfig.path} cannot be used: {err}',
                     fix="repair that context (cluster, user and credentials)",
                 ) from None
-            kube = ApiKube(api_client, context=context, url=url, retry=self.timing)
+            kube = ApiKube(api_client, context=context, url=url, timing=self.timing)
         kube.tls_fix = _kubeconfig_tls_fix(context, url)
         return kube
 
@@ -169,10 +169,10 @@ class Connector:
                 insecure=insecure,
                 context=context,
                 oc_path=self._binary(),
-                retry=self.timing,
+                timing=self.timing,
             )
         return ApiKube.from_token(
-            url, token, ca_pem=ca_pem, insecure=insecure, context=context, retry=self.timing
+            url, token, ca_pem=ca_pem, insecure=insecure, context=context, timing=self.timing
         )
 
     def in_cluster(self) -> Kube:
@@ -194,7 +194,7 @@ class Connector:
             address = f"[{address}]" if ":" in address else address
             port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
             return oc_backend.OcKube.from_service_account(
-                f"https://{address}:{port}", str(folder), oc_path=self._binary(), retry=self.timing
+                f"https://{address}:{port}", str(folder), oc_path=self._binary(), timing=self.timing
             )
         from kubernetes import client as k8s
         from kubernetes.config import incluster_config
@@ -215,25 +215,13 @@ class Connector:
             k8s.ApiClient(configuration),
             context="in-cluster",
             url=configuration.host,
-            retry=self.timing,
+            timing=self.timing,
         )
 
     def _binary(self) -> str:
         from mtv_register import oc_backend
 
         return oc_backend.resolve_binary(self.oc_path)
-
-
-def connect(
-    kubeconfig: Kubeconfig,
-    context: str,
-    *,
-    retry: Timing | None = None,
-    backend: str = "kubernetes",
-    oc_path: str | None = None,
-) -> Kube:
-    """`Connector(backend, oc_path, retry).connect(kubeconfig, context)`."""
-    return Connector(backend, oc_path, retry or Timing()).connect(kubeconfig, context)
 
 
 def _kubeconfig_tls_fix(context: str, url: str) -> str:
@@ -245,13 +233,6 @@ def _kubeconfig_tls_fix(context: str, url: str) -> str:
 
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-
-
-def in_cluster(
-    *, retry: Timing | None = None, backend: str = "kubernetes", oc_path: str | None = None
-) -> Kube:
-    """`Connector(backend, oc_path, retry).in_cluster()`."""
-    return Connector(backend, oc_path, retry or Timing()).in_cluster()
 
 
 # -- URL and CA --------------------------------------------------------------------------------

@@ -289,7 +289,7 @@ def _ensure_secret(
         return True, stored
 
     return retry_on_conflict(
-        kube.retry, attempt, what=f'Secret "{meta["name"]}"', context=kube.context
+        kube.timing, attempt, what=f'Secret "{meta["name"]}"', context=kube.context
     )
 
 
@@ -351,7 +351,7 @@ def _ensure_provider_object(
         return updated
 
     return retry_on_conflict(
-        kube.retry,
+        kube.timing,
         attempt,
         what=f'Provider "{meta["namespace"]}/{meta["name"]}"',
         context=kube.context,
@@ -390,7 +390,7 @@ def _ensure_owner(
         )
 
     retry_on_conflict(
-        kube.retry,
+        kube.timing,
         attempt,
         what=f'Secret "{meta["namespace"]}/{meta["name"]}"',
         context=kube.context,
@@ -473,7 +473,7 @@ def release_provider(
         return False, url
 
     return retry_on_conflict(
-        kube.retry, attempt, what=f'Provider "{namespace}/{name}"', context=kube.context
+        kube.timing, attempt, what=f'Provider "{namespace}/{name}"', context=kube.context
     )
 
 

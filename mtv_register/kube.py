@@ -84,9 +84,6 @@ TRANSIENT_CODES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "mtv-register/0.1.0"
 
 
-RetryPolicy = Timing  # the name callers knew; one policy for every loop (see `timing`)
-
-
 class Kube(Protocol):
     """What the tool asks of one API server, as one identity (a kubeconfig context, a token or
     a pod's service account). Two implementations: `ApiKube` below, on the `kubernetes`
@@ -95,7 +92,7 @@ class Kube(Protocol):
 
     context: str  # as messages name it
     url: str
-    retry: Timing
+    timing: Timing
     tls_fix: str  # what to do when TLS fails
 
     @property
@@ -176,12 +173,12 @@ class ApiKube:
     tls_fix = "check the CA (--ca-source) or the server address"
 
     def __init__(
-        self, api_client: k8s.ApiClient, *, context: str, url: str, retry: RetryPolicy | None = None
+        self, api_client: k8s.ApiClient, *, context: str, url: str, timing: Timing | None = None
     ) -> None:
         self.api_client = api_client
         self.context = context
         self.url = url
-        self.retry = retry or RetryPolicy()
+        self.timing = timing or Timing()
 
     @classmethod
     def from_token(
@@ -192,7 +189,7 @@ class ApiKube:
         ca_pem: str | None,
         insecure: bool = False,
         context: str,
-        retry: RetryPolicy | None = None,
+        timing: Timing | None = None,
     ) -> ApiKube:
         """A client holding a service account's token, e.g. to prove it works."""
         from kubernetes import client as k8s
@@ -206,13 +203,13 @@ class ApiKube:
             with os.fdopen(handle, "w") as stream:
                 stream.write(ca_pem)
             configuration.ssl_ca_cert = ca_file
-        return cls(k8s.ApiClient(configuration), context=context, url=url, retry=retry)
+        return cls(k8s.ApiClient(configuration), context=context, url=url, timing=timing)
 
     @property
     def connector(self) -> Connector:
         from mtv_register.clusters import Connector
 
-        return Connector(timing=self.retry)
+        return Connector(timing=self.timing)
 
     def close(self) -> None:
         self.api_client.close()
@@ -352,7 +349,7 @@ class ApiKube:
             data = self._send(method, path, params, body, content_type).data
             return json.loads(data) if data else {}
 
-        return retrying(self.retry, send, what=f"{method} {path}", context=self.context)
+        return retrying(self.timing, send, what=f"{method} {path}", context=self.context)
 
     def _send(
         self,

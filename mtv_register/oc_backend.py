@@ -38,9 +38,9 @@ import openshift_client as oc
 
 from mtv_register import deadline as run_deadline
 from mtv_register import errors
-from mtv_register.kube import JSON_PATCH, MERGE_PATCH, Kind, NotFound, RetryPolicy, translate
+from mtv_register.kube import JSON_PATCH, MERGE_PATCH, Kind, NotFound, translate
 from mtv_register.redaction import scrub
-from mtv_register.timing import Transient, retrying
+from mtv_register.timing import Timing, Transient, retrying
 
 if TYPE_CHECKING:
     from mtv_register.clusters import Connector
@@ -233,7 +233,7 @@ class OcKube:
         context: str,
         url: str,
         oc_path: str,
-        retry: RetryPolicy | None = None,
+        timing: Timing | None = None,
         kube_context: str | None = None,
         temporary: str | None = None,
     ) -> None:
@@ -242,7 +242,7 @@ class OcKube:
         self.context = context  # as messages name it
         self.kube_context = kube_context or context  # as the kubeconfig names it
         self.url = url
-        self.retry = retry or RetryPolicy()
+        self.timing = timing or Timing()
         self._temporary = temporary  # a folder this client made, removed on close
         # Per collection, name -> resourceVersion as last reported to the caller: where a
         # polled watch of it starts (see `watch`).
@@ -258,7 +258,7 @@ class OcKube:
         insecure: bool = False,
         context: str,
         oc_path: str,
-        retry: RetryPolicy | None = None,
+        timing: Timing | None = None,
     ) -> OcKube:
         """A client holding a service account's token, kept in a kubeconfig only this user can
         read, so the token is never on a command line."""
@@ -274,14 +274,14 @@ class OcKube:
             context=context,
             url=url,
             oc_path=oc_path,
-            retry=retry,
+            timing=timing,
             kube_context=name,
             temporary=folder,
         )
 
     @classmethod
     def from_service_account(
-        cls, url: str, folder: str, *, oc_path: str, retry: RetryPolicy | None = None
+        cls, url: str, folder: str, *, oc_path: str, timing: Timing | None = None
     ) -> OcKube:
         """A pod's own service account: a kubeconfig naming the mounted token and CA files."""
         cluster = {"server": url, "certificate-authority": os.path.join(folder, "ca.crt")}
@@ -293,7 +293,7 @@ class OcKube:
             context="in-cluster",
             url=url,
             oc_path=oc_path,
-            retry=retry,
+            timing=timing,
             temporary=made,
         )
 
@@ -301,7 +301,7 @@ class OcKube:
     def connector(self) -> Connector:
         from mtv_register.clusters import Connector
 
-        return Connector(backend="oc", oc_path=self.oc_path, timing=self.retry)
+        return Connector(backend="oc", oc_path=self.oc_path, timing=self.timing)
 
     def close(self) -> None:
         if self._temporary:
@@ -422,7 +422,7 @@ class OcKube:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            run_deadline.sleep(min(self.retry.poll_interval, left))
+            run_deadline.sleep(min(self.timing.poll_interval, left))
 
     def _collection_changes(self, kind: Kind, namespace: str | None) -> Iterator[Obj]:
         key = (kind.plural, namespace)
@@ -470,7 +470,7 @@ class OcKube:
         """One command, retried like the default backend's requests; its stdout."""
         what = " ".join(args[:2]) if args and args[0] != "-f" else verb
         return retrying(
-            self.retry,
+            self.timing,
             lambda: self._once(verb, args, stdin, what),
             what=f"{verb} {what}",
             context=self.context,

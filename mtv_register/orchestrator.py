@@ -20,7 +20,7 @@ from mtv_register.bootstrap import (
     teardown,
     wait_namespace_gone,
 )
-from mtv_register.kube import NAMESPACE, Kube, RetryPolicy
+from mtv_register.kube import NAMESPACE, Kube
 from mtv_register.provider_secret import ProviderSecret
 from mtv_register.records import Change
 
@@ -46,9 +46,7 @@ class PairOptions:
     timeout: float = DEFAULT_TIMEOUT
     legacy_cacert: bool = True
     submariner: bool | None = None  # None: the Providers' setting is left as it is
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    backend: str = "kubernetes"  # kubernetes | oc (clusters.BACKENDS)
-    oc_path: str | None = None  # with backend "oc": the binary (default: oc, else kubectl)
+    connector: clusters.Connector = field(default_factory=clusters.Connector)
 
     @property
     def host_context(self) -> str:
@@ -263,9 +261,7 @@ def _prove_token(side: Side, options: PairOptions) -> None:
 
 
 def _connect(kubeconfig: clusters.Kubeconfig, context: str, options: PairOptions) -> Kube:
-    return clusters.connect(
-        kubeconfig, context, retry=options.retry, backend=options.backend, oc_path=options.oc_path
-    )
+    return options.connector.connect(kubeconfig, context)
 
 
 class _Recorder:
@@ -839,12 +835,11 @@ def status(
     kubeconfig: str | Path | None = None,
     mtv_namespace: str | None = None,
     remotes: dict[str, str] | None = None,
-    retry: RetryPolicy | None = None,
-    backend: str = "kubernetes",
-    oc_path: str | None = None,
+    connector: clusters.Connector | None = None,
 ) -> Obj:
+    connector = connector or clusters.Connector()
     config = clusters.load_kubeconfig(kubeconfig)
-    host_kube = clusters.connect(config, host, retry=retry, backend=backend, oc_path=oc_path)
+    host_kube = connector.connect(config, host)
     try:
         namespace = forklift.find_mtv_namespace(host_kube, mtv_namespace)
         rows = provider_status(host_kube, namespace)
@@ -853,7 +848,7 @@ def status(
     remote_rows = []
     in_use = {row["name"]: row.get("tokenSecret", "").partition("/")[2] for row in rows}
     for context, provider in (remotes or {}).items():
-        remote = clusters.connect(config, context, retry=retry, backend=backend, oc_path=oc_path)
+        remote = connector.connect(config, context)
         remote_rows.append(_remote_objects(remote, context, provider, in_use.get(provider, "")))
     return {"host": host, "namespace": namespace, "providers": rows, "remotes": remote_rows}
 

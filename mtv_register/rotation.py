@@ -14,14 +14,17 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mtv_register import deadline, errors, forklift, manifests, naming, provider_secret, verdicts
 from mtv_register.bootstrap import RemoteSpec, create_token_secret, wait_for_token
-from mtv_register.kube import NAMESPACE, SECRET, Kube, RetryPolicy
+from mtv_register.kube import NAMESPACE, SECRET, Kube
 from mtv_register.provider_secret import ProviderSecret
 from mtv_register.records import Change, Report
-from mtv_register.timing import retry_on_conflict
+from mtv_register.timing import Timing, retry_on_conflict
+
+if TYPE_CHECKING:
+    from mtv_register.clusters import Connector
 
 Obj = dict[str, Any]
 Clock = Callable[[], dt.datetime]
@@ -140,7 +143,7 @@ class RotateOptions:
     before_expiry: dt.timedelta | None = None  # bound tokens: renew when less is left
     dry_run: bool = False
     timeout: float = ROTATION_TIMEOUT
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timing: Timing = field(default_factory=Timing)
     clock: Clock = utc_now
 
 
@@ -201,7 +204,7 @@ def _as_account(
 ) -> Kube:
     """A client of the registered cluster holding `token`, over the Provider's own URL and CA,
     on the backend of `like` and with the rotation's timing."""
-    connector = replace(like.connector, timing=options.retry)
+    connector = replace(like.connector, timing=options.timing)
     return connector.with_token(
         registration.url,
         token,
@@ -406,7 +409,7 @@ def _switch_guarded(
         return True
 
     return retry_on_conflict(
-        host.retry, attempt, what=f'the provider Secret "{namespace}/{name}"', context=host.context
+        host.timing, attempt, what=f'the provider Secret "{namespace}/{name}"', context=host.context
     )
 
 
@@ -528,7 +531,7 @@ def _switch_back(host: Kube, registration: Registration, report: Report) -> None
         )
 
     retry_on_conflict(
-        host.retry,
+        host.timing,
         attempt,
         what=f'the provider Secret "{meta["namespace"]}/{meta["name"]}"',
         context=host.context,
@@ -797,16 +800,14 @@ def open_host(
     kubeconfig: str | None,
     host: str | None,
     in_cluster: bool,
-    retry: RetryPolicy | None = None,
-    backend: str = "kubernetes",
-    oc_path: str | None = None,
+    connector: Connector | None = None,
 ) -> Kube:
-    """The MTV host: the pod's own identity, or a kubeconfig context (default: current).
-    `backend`, `oc_path`: as `clusters.connect` takes them."""
+    """The MTV host: the pod's own identity, or a kubeconfig context (default: current)."""
     from mtv_register import clusters
 
+    connector = connector or clusters.Connector()
     if in_cluster:
-        return clusters.in_cluster(retry=retry, backend=backend, oc_path=oc_path)
+        return connector.in_cluster()
     config = clusters.load_kubeconfig(kubeconfig)
     context = host or config.data.get("current-context")
     if not context:
@@ -814,21 +815,19 @@ def open_host(
             "no --host and no current-context in the kubeconfig",
             fix="pass --host CONTEXT (or --in-cluster in a pod)",
         )
-    return clusters.connect(config, str(context), retry=retry, backend=backend, oc_path=oc_path)
+    return connector.connect(config, str(context))
 
 
 def recovery_for(
     kubeconfig: str | None,
     contexts: list[str],
-    retry: RetryPolicy | None = None,
-    *,
-    backend: str = "kubernetes",
-    oc_path: str | None = None,
+    connector: Connector | None = None,
 ) -> Callable[[Obj], Kube | None]:
     """Admin clients for dead-token recovery: a context serves the Provider named after it,
     or the one whose URL is the context's server URL."""
     from mtv_register import clusters
 
+    connector = connector or clusters.Connector()
     if not contexts:
         return lambda provider: None
     config = clusters.load_kubeconfig(kubeconfig)
@@ -845,9 +844,7 @@ def recovery_for(
         for context in contexts:
             server = str(config.cluster_of(context).get("server", ""))
             if name == naming.provider_name(context) or (url and url == server):
-                return clusters.connect(
-                    config, context, retry=retry, backend=backend, oc_path=oc_path
-                )
+                return connector.connect(config, context)
         return None
 
     return pick

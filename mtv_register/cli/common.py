@@ -1,6 +1,6 @@
 """What every command shares: the choices, the options declared once, the one wrapper that turns
-a failure into one red line and its exit code, the output formats, and the retry policy a caller
-passes in the root context's `obj`."""
+a failure into one red line and its exit code, the output formats, and how clients are made
+(`connector_of`: the backend flags and the Timing a caller passes in the root context's `obj`)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import sys
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 
 if TYPE_CHECKING:
-    from mtv_register.kube import RetryPolicy
+    from mtv_register.clusters import Connector
+    from mtv_register.timing import Timing
 
 
 class Output(StrEnum):
@@ -144,21 +145,21 @@ def _reported(error: Exception) -> int:
     return 1
 
 
-class RetryOption(TypedDict, total=False):
-    """The library's `retry=` keyword: present only when the caller chose a policy."""
+def timing_of(ctx: typer.Context) -> Timing | None:
+    """The Timing in the root context's `obj` (tests invoke the app with
+    `obj=Timing.immediate()`), or None: the library's defaults."""
+    from mtv_register.timing import Timing
 
-    retry: RetryPolicy
-
-
-def retry_option(ctx: typer.Context) -> RetryOption:
-    """`retry=` for the library when the root context's `obj` is a RetryPolicy (tests invoke
-    the app with `obj=RetryPolicy.immediate()`); with none, the library's defaults stand."""
     policy = ctx.find_root().obj
-    if policy is None:
-        return {}
-    from mtv_register.kube import RetryPolicy
+    return policy if isinstance(policy, Timing) else None
 
-    return {"retry": policy} if isinstance(policy, RetryPolicy) else {}
+
+def connector_of(ctx: typer.Context, client: Client, oc_path: str | None) -> Connector:
+    """How this command's clients are made: `--client`, `--oc-path` and the context's Timing."""
+    from mtv_register.clusters import Connector
+    from mtv_register.timing import Timing
+
+    return Connector(client.value, oc_path, timing_of(ctx) or Timing())
 
 
 def duration(value: str, flag: str) -> float:

@@ -25,12 +25,12 @@ from mtv_register.cli.common import (
     TokenType,
     YesOption,
     check_client,
+    connector_of,
     duration,
     err,
     explaining,
     may_prompt,
     render,
-    retry_option,
     timeout_seconds,
 )
 
@@ -189,9 +189,7 @@ def register(
         timeout=seconds,
         legacy_cacert=legacy_cacert,
         submariner=submariner,
-        backend=client.value,
-        oc_path=oc_path,
-        **retry_option(ctx),
+        connector=connector_of(ctx, client, oc_path),
     )
     if pairs is not None:
         with explaining(explain, output):

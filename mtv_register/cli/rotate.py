@@ -19,17 +19,17 @@ from mtv_register.cli.common import (
     OcPathOption,
     Output,
     OutputOption,
-    RetryOption,
     YesOption,
     check_client,
+    connector_of,
     duration,
     explaining,
     render,
-    retry_option,
     timeout_seconds,
 )
 
 if TYPE_CHECKING:
+    from mtv_register.clusters import Connector
     from mtv_register.kube import Kube
 
 
@@ -92,17 +92,17 @@ def rotate(
         if before_expiry is None
         else dt.timedelta(seconds=duration(before_expiry, "--before-expiry"))
     )
-    retry = retry_option(ctx)
+    connector = connector_of(ctx, client, oc_path)
     options = RotateOptions(
         max_age=age,
         max_age_label=max_age or "",
         dry_run=dry_run,
         timeout=seconds,
         before_expiry=renew,
-        **retry,
+        timing=connector.timing,
     )
     with explaining(explain, output), deadline.scope(seconds):
-        kube = _open_host(kubeconfig, host, client, oc_path, retry, in_cluster=in_cluster)
+        kube = _open_host(kubeconfig, host, connector, in_cluster=in_cluster)
         try:
             # The CronJob's pod runs in the namespace `schedule` checked, and its Role grants
             # nothing on Namespace objects: there, take the namespace as given.
@@ -114,9 +114,7 @@ def rotate(
             recovery = recovery_for(
                 _config_path(kubeconfig),
                 [c for c in (source_context, destination_context) if c],
-                backend=client.value,
-                oc_path=oc_path,
-                **retry,
+                connector,
             )
             results = rotate_all(
                 kube,
@@ -181,7 +179,7 @@ def schedule(
             fix="pass the image with mtv-register, e.g. quay.io/example/mtv-register:0.1.0",
         )
     with explaining(explain, Output.text):  # the runbook after the result
-        kube = _open_host(kubeconfig, host, client, oc_path, retry_option(ctx))
+        kube = _open_host(kubeconfig, host, connector_of(ctx, client, oc_path))
         try:
             namespace = forklift.find_mtv_namespace(kube, mtv_namespace)
             if dry_run:
@@ -219,7 +217,7 @@ def unschedule(
 
     check_client(client, oc_path, explain)
     with explaining(explain, Output.text):  # the runbook after the result
-        kube = _open_host(kubeconfig, host, client, oc_path, retry_option(ctx))
+        kube = _open_host(kubeconfig, host, connector_of(ctx, client, oc_path))
         try:
             namespace = forklift.find_mtv_namespace(kube, mtv_namespace)
             remove_schedule(kube, namespace, lambda change: typer.echo(str(change)))
@@ -235,9 +233,7 @@ def _config_path(kubeconfig: Path | None) -> str | None:
 def _open_host(
     kubeconfig: Path | None,
     host: str | None,
-    client: Client,
-    oc_path: str | None,
-    retry: RetryOption,
+    connector: Connector,
     *,
     in_cluster: bool = False,
 ) -> Kube:
@@ -248,7 +244,5 @@ def _open_host(
         kubeconfig=_config_path(kubeconfig),
         host=host,
         in_cluster=in_cluster,
-        backend=client.value,
-        oc_path=oc_path,
-        **retry,
+        connector=connector,
     )

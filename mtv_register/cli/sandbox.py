@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mtv_register.cli.common import MtvOn, Output, retry_option
+from mtv_register.cli.common import MtvOn, Output, timing_of
 
 if TYPE_CHECKING:
     from mtv_register.orchestrator import PairResult
@@ -115,7 +115,7 @@ def demo(
     """Bring up a sandbox, register a pair on a separate MTV host, show it, tear it down."""
     from mtv_register.sandbox import demo as sandbox_demo
 
-    sandbox_demo.run(_Shown(), token_delay=token_delay, **retry_option(ctx))
+    sandbox_demo.run(_Shown(), token_delay=token_delay, timing=timing_of(ctx))
 
 
 class _Shown:

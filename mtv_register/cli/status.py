@@ -17,10 +17,10 @@ from mtv_register.cli.common import (
     Output,
     OutputOption,
     check_client,
+    connector_of,
     err,
     explaining,
     render,
-    retry_option,
     timeout_seconds,
 )
 
@@ -61,9 +61,7 @@ def status(
             kubeconfig=kubeconfig,
             mtv_namespace=mtv_namespace,
             remotes=remotes,
-            backend=client.value,
-            oc_path=oc_path,
-            **retry_option(ctx),
+            connector=connector_of(ctx, client, oc_path),
         )
         render(report, output, lambda: status_table(report))
     failing = [row["name"] for row in report["providers"] if not row["ready"]]

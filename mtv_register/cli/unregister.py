@@ -25,10 +25,10 @@ from mtv_register.cli.common import (
     YesOption,
     aborted,
     check_client,
+    connector_of,
     explaining,
     may_prompt,
     render,
-    retry_option,
     timeout_seconds,
 )
 
@@ -100,9 +100,7 @@ def unregister(
         remote=RemoteSpec(
             service_account=service_account, namespace=sa_namespace, role_name=role_name
         ),
-        backend=client.value,
-        oc_path=oc_path,
-        **retry_option(ctx),
+        connector=connector_of(ctx, client, oc_path),
     )
     asking = may_prompt(interactive, yes)
     if pairs is not None:

@@ -12,10 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from mtv_register.kube import RetryPolicy
+from mtv_register.clusters import Connector
 from mtv_register.orchestrator import PairOptions, PairResult, register_pair
 from mtv_register.orchestrator import status as read_status
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
+from mtv_register.timing import Timing
 
 KUBECTL_TIMEOUT = 60.0
 
@@ -34,7 +35,7 @@ class Show(Protocol):
         """The host's Providers."""
 
 
-def run(show: Show, *, token_delay: float = 0.5, retry: RetryPolicy | None = None) -> None:
+def run(show: Show, *, token_delay: float = 0.5, timing: Timing | None = None) -> None:
     """The demo, start to end. `token_delay`: the token controller's, in seconds."""
     with tempfile.TemporaryDirectory(prefix="mtv-register-demo-") as folder:
         kubeconfig = Path(folder, "kubeconfig")
@@ -53,13 +54,19 @@ def run(show: Show, *, token_delay: float = 0.5, retry: RetryPolicy | None = Non
                 host="mtv",
                 kubeconfig=kubeconfig,
                 timeout=120,
-                retry=retry or RetryPolicy(),
+                connector=Connector(timing=timing or Timing()),
             )
             show.result(register_pair(options, progress=lambda line: show.line(f"   {line}")))
             show.step("3. again: a second run changes nothing")
             show.result(register_pair(options))
             show.step("4. mtv-register status --host mtv")
-            show.status(read_status(host="mtv", kubeconfig=kubeconfig, retry=retry))
+            show.status(
+                read_status(
+                    host="mtv",
+                    kubeconfig=kubeconfig,
+                    connector=Connector(timing=timing or Timing()),
+                )
+            )
             command = [
                 "kubectl",
                 "--kubeconfig",

@@ -59,7 +59,9 @@ def sandbox_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
 class Clusters:
     def __init__(self, kubeconfig: Path) -> None:
         config = clusters.load_kubeconfig(kubeconfig)
-        self.kube = {c: clusters.connect(config, c) for c in ("source", "destination", "mtv")}
+        self.kube = {
+            c: clusters.Connector().connect(config, c) for c in ("source", "destination", "mtv")
+        }
 
     def close(self) -> None:
         for kube in self.kube.values():

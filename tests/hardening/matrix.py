@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtv_register.kube import RetryPolicy
+from mtv_register.clusters import Connector
 from mtv_register.orchestrator import PairOptions
 from mtv_register.sandbox import Sandbox
+from mtv_register.timing import Timing
 
 MUTATING = {"create", "update", "patch", "delete", "deletecollection"}
 TOOL_AGENT = r"^mtv-register/"
@@ -36,7 +37,7 @@ def options(kubeconfig: Path, **overrides: Any) -> PairOptions:
         "host": "mtv",
         "kubeconfig": kubeconfig,
         "timeout": 30,
-        "retry": RetryPolicy.immediate(),
+        "connector": Connector(timing=Timing.immediate()),
     }
     return PairOptions(**{**base, **overrides})
 

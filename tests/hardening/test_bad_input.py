@@ -20,7 +20,7 @@ from typer.testing import CliRunner, Result
 
 from mtv_register import manifests
 from mtv_register.cli import app
-from mtv_register.clusters import connect, load_kubeconfig
+from mtv_register.clusters import Connector, load_kubeconfig
 from mtv_register.errors import EXIT_CODES
 from mtv_register.kube import Kind
 from mtv_register.orchestrator import register_pair
@@ -167,7 +167,7 @@ def _url_not_https(w: World) -> list[str]:
 
 
 def _forklift_crd_deleted(w: World) -> list[str]:
-    admin = connect(load_kubeconfig(w.kubeconfig), "mtv")
+    admin = Connector().connect(load_kubeconfig(w.kubeconfig), "mtv")
     try:
         admin.delete(CRD, "providers.forklift.konveyor.io")
     finally:

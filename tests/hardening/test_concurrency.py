@@ -23,10 +23,12 @@ import pytest
 import yaml
 
 from mtv_register import errors, forklift, naming, orchestrator
-from mtv_register.kube import NAMESPACE, ApiKube, RetryPolicy
+from mtv_register.clusters import Connector
+from mtv_register.kube import NAMESPACE, ApiKube
 from mtv_register.orchestrator import register_pair
 from mtv_register.rotation import RotateOptions, open_host, rotate_all
 from mtv_register.sandbox import Sandbox
+from mtv_register.timing import Timing
 from tests.conftest import FAST_FORKLIFT
 from tests.hardening import figures
 from tests.hardening.matrix import objects, options, provider_phases
@@ -89,7 +91,7 @@ def _token_problem(sandbox: Sandbox, name: str) -> str:
         data["token"],
         ca_pem=data.get("ca.crt"),
         context=f"{name} as its provider Secret",
-        retry=RetryPolicy.immediate(),
+        timing=Timing.immediate(),
     )
     try:
         kube.list(NAMESPACE, limit=1)
@@ -174,14 +176,17 @@ def _rotate_outcome(results: Any) -> str:
 
 def _rotate(kubeconfig: Path) -> Any:
     host = open_host(
-        kubeconfig=str(kubeconfig), host="mtv", in_cluster=False, retry=RetryPolicy.immediate()
+        kubeconfig=str(kubeconfig),
+        host="mtv",
+        in_cluster=False,
+        connector=Connector(timing=Timing.immediate()),
     )
     try:
         return rotate_all(
             host,
             MTV_NS,
             None,
-            RotateOptions(max_age=dt.timedelta(0), timeout=30, retry=RetryPolicy.immediate()),
+            RotateOptions(max_age=dt.timedelta(0), timeout=30, timing=Timing.immediate()),
             lambda change: None,
         )
     finally:

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from mtv_register import errors
-from mtv_register.kube import RetryPolicy
+from mtv_register.clusters import Connector
 from mtv_register.orchestrator import register_pair
 from mtv_register.rotation import RotateOptions, open_host, rotate_all
 from mtv_register.sandbox import Sandbox
+from mtv_register.timing import Timing
 from tests.conftest import FAST_FORKLIFT
 from tests.hardening import figures
 from tests.hardening.matrix import (
@@ -48,14 +49,17 @@ def _register(kubeconfig: Path) -> None:
 
 def _rotate(kubeconfig: Path) -> None:
     host = open_host(
-        kubeconfig=str(kubeconfig), host="mtv", in_cluster=False, retry=RetryPolicy.immediate()
+        kubeconfig=str(kubeconfig),
+        host="mtv",
+        in_cluster=False,
+        connector=Connector(timing=Timing.immediate()),
     )
     try:
         results = rotate_all(
             host,
             "openshift-mtv",
             None,
-            RotateOptions(timeout=30, retry=RetryPolicy.immediate()),
+            RotateOptions(timeout=30, timing=Timing.immediate()),
             lambda change: None,
         )
     finally:

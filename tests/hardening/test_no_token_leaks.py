@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from mtv_register import errors, manifests
-from mtv_register.kube import ApiKube, RetryPolicy
+from mtv_register.kube import ApiKube
 from mtv_register.sandbox import ISSUED_TOKENS
+from mtv_register.timing import Timing
 from tests.integration.conftest import assert_no_token_in_any_form
 
 BASE = ("--source", "source", "--destination", "destination", "--host", "mtv")
@@ -87,7 +88,7 @@ def test_an_error_about_a_refused_token_does_not_quote_it(sandbox):
         token + "x",
         ca_pem=sandbox["source"].serving_ca_pem,
         context="source",
-        retry=RetryPolicy.immediate(),
+        timing=Timing.immediate(),
     )
     try:
         with pytest.raises(errors.AuthenticationFailed) as failure:

@@ -11,18 +11,19 @@ from typing import Any
 import pytest
 
 from mtv_register import clusters, deadline, errors
-from mtv_register.kube import SECRET, RetryPolicy
+from mtv_register.kube import SECRET
 from mtv_register.sandbox import Sandbox
+from mtv_register.timing import Timing
 
 PATH = "/secrets/x$"
-POLICY = RetryPolicy(attempts=4, initial_wait=0.2, max_wait=0.3, honour_retry_after=True)
+POLICY = Timing(attempts=4, initial_wait=0.2, max_wait=0.3, honour_retry_after=True)
 
 
 @pytest.fixture(scope="module")
 def sandbox_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Path]]:
     sandbox = Sandbox(mtv_on="separate").start()
     try:
-        yield sandbox, sandbox.write_kubeconfig(tmp_path_factory.mktemp("retry") / "kubeconfig")
+        yield sandbox, sandbox.write_kubeconfig(tmp_path_factory.mktemp("timing") / "kubeconfig")
     finally:
         sandbox.stop()
 
@@ -51,7 +52,7 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         # A policy that does not honour it keeps its own back-off.
         (
             {"status": 429, "retry_after": 2, "count": 1},
-            RetryPolicy(attempts=4, initial_wait=0.1, max_wait=1.0, honour_retry_after=False),
+            Timing(attempts=4, initial_wait=0.1, max_wait=1.0, honour_retry_after=False),
             [0.1],
             1,
             None,
@@ -65,7 +66,7 @@ def test_the_retry_policy(
     sandbox_kubeconfig: tuple[Sandbox, Path],
     waits: list[float],
     fault: dict[str, Any],
-    policy: RetryPolicy,
+    policy: Timing,
     expect_waits: list[float],
     expect_hits: int,
     outcome: type[Exception] | None,
@@ -74,7 +75,7 @@ def test_the_retry_policy(
     faults = sandbox["source"].cluster.faults
     faults.clear()
     injected = faults.inject("get", PATH, **fault)
-    kube = clusters.connect(clusters.load_kubeconfig(path), "source", retry=policy)
+    kube = clusters.Connector(timing=policy).connect(clusters.load_kubeconfig(path), "source")
     try:
         if outcome is None:
             assert kube.get(SECRET, "x", "default") is None  # the answer after the faults

@@ -8,11 +8,12 @@ import time
 from typing import Any
 
 from mtv_register import errors, forklift, naming
-from mtv_register.kube import NAMESPACE, ApiKube, RetryPolicy
+from mtv_register.kube import NAMESPACE, ApiKube
 from mtv_register.orchestrator import register_pair
 from mtv_register.sandbox import MTV_NAMESPACE
 from mtv_register.sandbox.controllers import TOKEN_TYPE
 from mtv_register.sandbox.forklift import connection_test
+from mtv_register.timing import Timing
 from tests.integration.conftest import pair_options, wait_for
 from tests.target import TOKEN_CACHE_SECONDS, Target
 
@@ -81,7 +82,7 @@ def refused_over_https(target: Target, context: str, token: str) -> bool:
         token,
         ca_pem=target.serving_ca_pem(context),
         context=f"{context} (old token)",
-        retry=RetryPolicy.immediate(),
+        timing=Timing.immediate(),
     )
     deadline = time.monotonic() + TOKEN_CACHE_SECONDS + 5
     try:

@@ -25,7 +25,7 @@ from typer.testing import CliRunner, Result
 
 from mtv_register import clusters, verdicts
 from mtv_register.cli import app
-from mtv_register.kube import PROVIDER, USER_AGENT, AlreadyExists, Kube, NotFound, RetryPolicy
+from mtv_register.kube import PROVIDER, USER_AGENT, AlreadyExists, Kube, NotFound
 from mtv_register.orchestrator import PairOptions, register_pair
 from mtv_register.sandbox import ISSUED_TOKENS, MTV_NAMESPACE, Sandbox
 from mtv_register.timing import Timing
@@ -265,13 +265,11 @@ def pair_options(kubeconfig: Path, *, host: str | None = "mtv", **overrides: Any
     """The pair source -> destination on the test's backend, with retries that never sleep."""
     chosen = active_backend()
     settings: dict[str, Any] = {
-        "backend": chosen.name,
-        "oc_path": chosen.oc_path,
+        "connector": clusters.Connector(chosen.name, chosen.oc_path, Timing.immediate()),
         "source": "source",
         "destination": "destination",
         "host": host,
         "kubeconfig": kubeconfig,
-        "retry": RetryPolicy.immediate(),
         "timeout": 30.0,
         **overrides,
     }
@@ -312,7 +310,7 @@ def decoded(secret: Obj, key: str) -> str:
 
 def admin_client(kubeconfig: Path, context: str) -> Kube:
     """The cluster's admin through the tool's own client (the caller closes it)."""
-    return clusters.connect(clusters.load_kubeconfig(kubeconfig), context)
+    return clusters.Connector().connect(clusters.load_kubeconfig(kubeconfig), context)
 
 
 def _providers_served(mtv: Kube) -> bool:

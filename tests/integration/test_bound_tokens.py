@@ -11,10 +11,11 @@ import pytest
 
 from mtv_register import forklift, naming
 from mtv_register.bootstrap import RemoteSpec
-from mtv_register.kube import RetryPolicy
+from mtv_register.clusters import Connector
 from mtv_register.orchestrator import PairOptions, register_pair, unregister_pair
 from mtv_register.rotation import RotateOptions, open_host, rotate_all
 from mtv_register.sandbox import Sandbox
+from mtv_register.timing import Timing
 from tests.integration.conftest import (
     CliRun,
     active_backend,
@@ -110,9 +111,7 @@ def test_rotate_before_expiry_renews_bound_tokens_with_their_own_credentials(
         kubeconfig=str(kubeconfig),
         host="mtv",
         in_cluster=False,
-        retry=RetryPolicy.immediate(),
-        backend=chosen.name,
-        oc_path=chosen.oc_path,
+        connector=Connector(chosen.name, chosen.oc_path, Timing.immediate()),
     )
     try:
         skipped = rotate_all(

@@ -35,9 +35,9 @@ from mtv_register.kube import (
     Conflict,
     Invalid,
     Kube,
-    RetryPolicy,
 )
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
+from mtv_register.timing import Timing
 from tests.integration._rotation_support import (
     PROVIDERS,
     health,
@@ -129,8 +129,8 @@ TEST_NAMESPACE = "oc-backend-test"
 
 def admin(target: Target, context: str) -> Kube:
     """The admin of `context`, through the tool's own default client."""
-    return clusters.connect(
-        clusters.load_kubeconfig(target.kubeconfig), context, retry=RetryPolicy.immediate()
+    return clusters.Connector(timing=Timing.immediate()).connect(
+        clusters.load_kubeconfig(target.kubeconfig), context
     )
 
 
@@ -517,13 +517,9 @@ def connect(kubeconfig: Path, backend: Backend) -> Iterator[Connect]:
     opened: list[Kube] = []
 
     def open_client(context: str = "source", **overrides: Any) -> Kube:
-        client = clusters.connect(
-            overrides.pop("config", config),
-            context,
-            retry=RetryPolicy.immediate(),
-            backend=backend.name,
-            oc_path=backend.oc_path,
-        )
+        client = clusters.Connector(
+            backend=backend.name, oc_path=backend.oc_path, timing=Timing.immediate()
+        ).connect(overrides.pop("config", config), context)
         opened.append(client)
         return client
 
@@ -697,7 +693,7 @@ def test_a_token_client_keeps_its_token_in_a_private_kubeconfig_removed_on_close
         ca_pem=target.serving_ca_pem("source"),
         context="source as reader",
         oc_path=backend.oc_path,
-        retry=RetryPolicy.immediate(),
+        timing=Timing.immediate(),
     )
     path = Path(client.kubeconfig)
 

@@ -16,9 +16,10 @@ import pytest
 from typer.testing import Result
 
 from mtv_register import clusters, manifests, naming, rotation, verdicts
-from mtv_register.kube import CLUSTER_ROLE, SERVICE_ACCOUNT, Kube, RetryPolicy
+from mtv_register.kube import CLUSTER_ROLE, SERVICE_ACCOUNT, Kube
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
 from mtv_register.sandbox.forklift import FORKLIFT_USER_AGENT
+from mtv_register.timing import Timing
 from tests.integration._rotation_support import (
     HOST,
     PROVIDERS,
@@ -204,20 +205,16 @@ def test_a_refusal_forklift_retries_is_waited_out_and_the_rotation_completes(
 def host_client(kubeconfig: Path) -> Kube:
     """A client of the MTV host on the test's backend."""
     chosen = active_backend()
-    return clusters.connect(
-        clusters.load_kubeconfig(kubeconfig),
-        HOST,
-        retry=RetryPolicy.immediate(),
-        backend=chosen.name,
-        oc_path=chosen.oc_path,
-    )
+    return clusters.Connector(
+        backend=chosen.name, oc_path=chosen.oc_path, timing=Timing.immediate()
+    ).connect(clusters.load_kubeconfig(kubeconfig), HOST)
 
 
 def rotate_concurrently(kubeconfig: Path, runs: int) -> list[list[rotation.RotationResult]]:
     """`runs` rotate_all calls started together, each with its own host client."""
     results: list[Any] = [None] * runs
     start = threading.Barrier(runs)
-    options = rotation.RotateOptions(timeout=15, retry=RetryPolicy.immediate())
+    options = rotation.RotateOptions(timeout=15, timing=Timing.immediate())
 
     def run(index: int) -> None:
         host = host_client(kubeconfig)
@@ -285,7 +282,7 @@ def test_a_rotation_overtaken_by_another_removes_its_own_token_secret(
     old = {p: provider_token(registered, p) for p in PROVIDERS}
     fast = host_client(kubeconfig)
     slow_results: list[rotation.RotationResult] = []
-    options = rotation.RotateOptions(timeout=15, retry=RetryPolicy.immediate())
+    options = rotation.RotateOptions(timeout=15, timing=Timing.immediate())
 
     def slow() -> None:
         host = host_client(kubeconfig)
@@ -340,7 +337,7 @@ def test_the_late_clean_up_of_one_rotation_spares_the_token_of_the_next(
 
     monkeypatch.setattr(verdicts, "wait_ready", ordered_wait_ready)
     original = referenced_token_secret(registered, "source")
-    options = rotation.RotateOptions(timeout=15, retry=RetryPolicy.immediate())
+    options = rotation.RotateOptions(timeout=15, timing=Timing.immediate())
     results: dict[str, list[rotation.RotationResult]] = {}
 
     def run(label: str, done: threading.Event | None) -> None:
@@ -378,7 +375,7 @@ def test_a_dead_token_fails_rotation_and_is_recovered_with_an_admin_context(
     registered: Target, kubeconfig: Path, cli: CliRun
 ) -> None:
     dead = provider_token(registered, "source")
-    admin = clusters.connect(clusters.load_kubeconfig(kubeconfig), "source")
+    admin = clusters.Connector().connect(clusters.load_kubeconfig(kubeconfig), "source")
     try:
         (name,) = managed_token_secrets(registered, "source")
         assert admin.delete(rotation.SECRET, name, SA_NAMESPACE)  # behind the tool's back
@@ -427,7 +424,9 @@ def test_recovery_restores_the_registration_as_it_was_made(
         "rules": manifests.SEED_CLUSTER_ROLE_RULES,
     }
     extra = ["--cluster-role", role] if how == "cluster-role" else ["--token-type", "bound"]
-    admins = {c: clusters.connect(clusters.load_kubeconfig(kubeconfig), c) for c in PROVIDERS}
+    admins = {
+        c: clusters.Connector().connect(clusters.load_kubeconfig(kubeconfig), c) for c in PROVIDERS
+    }
     try:
         if how == "cluster-role":
             for kube in admins.values():

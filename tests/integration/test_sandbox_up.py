@@ -95,7 +95,7 @@ def sandbox_tokens(kubeconfig: Path) -> list[str]:
     config = clusters.load_kubeconfig(kubeconfig)
     tokens = [user["user"]["token"] for user in config.data["users"]]
     for context in ("source", "destination"):
-        kube = clusters.connect(config, context)
+        kube = clusters.Connector().connect(config, context)
         try:
             secret = kube.get(SECRET, "mtv-provider-token", "mtv-register") or {}
         finally:

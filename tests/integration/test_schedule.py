@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from mtv_register import clusters, manifests, naming
-from mtv_register.kube import ROLE_BINDING, Kube, RetryPolicy
+from mtv_register.kube import ROLE_BINDING, Kube
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
+from mtv_register.timing import Timing
 from tests.conftest import EXTRA_TOKENS
 from tests.integration._rotation_support import (
     HOST,
@@ -83,8 +84,8 @@ def cron_job(target: Target) -> dict[str, Any]:
 
 
 def admin(kubeconfig: Path, context: str = HOST) -> Kube:
-    return clusters.connect(
-        clusters.load_kubeconfig(kubeconfig), context, retry=RetryPolicy.immediate()
+    return clusters.Connector(timing=Timing.immediate()).connect(
+        clusters.load_kubeconfig(kubeconfig), context
     )
 
 

@@ -19,7 +19,7 @@ STRAY = "mtv-provider-token-stray"
 def add_stray_token_secret(target: Target) -> None:
     """An interrupted rotation's Secret: a second token Secret of the same account, made by the
     cluster's admin."""
-    source = clusters.connect(clusters.load_kubeconfig(target.kubeconfig), "source")
+    source = clusters.Connector().connect(clusters.load_kubeconfig(target.kubeconfig), "source")
     try:
         source.create(SECRET, manifests.token_secret("mtv-provider", "mtv-register", name=STRAY))
     finally:

@@ -12,11 +12,11 @@ from typer.testing import CliRunner, Result
 
 from mtv_register import deadline
 from mtv_register.cli import app
-from mtv_register.kube import RetryPolicy
 from mtv_register.sandbox import Sandbox
+from mtv_register.timing import Timing
 
-ONE_TRY = RetryPolicy(attempts=1, initial_wait=0.0, max_wait=0.0, honour_retry_after=False)
-NO_WAITS = RetryPolicy.immediate()
+ONE_TRY = Timing(attempts=1, initial_wait=0.0, max_wait=0.0, honour_retry_after=False)
+NO_WAITS = Timing.immediate()
 GAVE_UP = "kept failing, 1 attempts"
 MTV_REGISTER = "^mtv-register/"  # the tool's own requests, not the sandbox's Forklift's
 
@@ -50,7 +50,7 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return asked
 
 
-def invoke(argv: list[str], policy: RetryPolicy) -> Result:
+def invoke(argv: list[str], policy: Timing) -> Result:
     result = CliRunner().invoke(app, argv, obj=policy)
     assert result.exception is None or isinstance(result.exception, SystemExit)
     return result
@@ -95,11 +95,11 @@ def test_tries_from_the_context_object_go_through_a_transient_failure_without_wa
     [(ONE_TRY, ["Provider source failed", GAVE_UP]), (NO_WAITS, ["Provider source rotated"])],
 )
 def test_rotate_speaks_to_the_registered_cluster_under_the_context_objects_policy(
-    sandbox: Sandbox, kubeconfig: Path, policy: RetryPolicy, said: list[str]
+    sandbox: Sandbox, kubeconfig: Path, policy: Timing, said: list[str]
 ) -> None:
     host = ["--host", "mtv", "--kubeconfig", str(kubeconfig)]
     assert invoke(["register", *PAIR, "--yes", *host], NO_WAITS).exit_code == 0
-    # After registering, only the Provider's own client (RotateOptions.retry) speaks to source.
+    # After registering, only the Provider's own client (RotateOptions.timing) speaks to source.
     fault = sandbox["source"].cluster.faults.inject("*", "", status=503, agent=MTV_REGISTER)
 
     result = invoke(["rotate", "--provider", "source", "--max-age", "0s", *host], policy)
