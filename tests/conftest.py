@@ -33,11 +33,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "`sandbox up --no-forklift` in its own process, reached only over HTTPS, as kind is.",
     )
     parser.addoption(
-        "--reliability-report",
+        "--reliability-figures",
         default=None,
-        metavar="PATH",
-        help="After a run through every hardening scenario, write the reliability report there "
-        "(nox -s reliability writes docs/reliability.md).",
+        metavar="DIR",
+        help="Write the figures the hardening tests recorded (and the token-leak scan's) to "
+        "DIR/<worker>.json at the end of the run; scripts/write_reliability.py turns them into "
+        "docs/reliability.md (nox -s reliability).",
     )
 
 
@@ -159,72 +160,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """With --reliability-report PATH, after a run that went through every hardening scenario,
-    write the report from the figures the tests recorded: the document is the suite's output,
-    not typed by hand. A plain test run writes nothing into the tree."""
+    """With --reliability-figures DIR: this process's figures (each xdist worker writes its
+    own file; the controller, which runs no test, writes none). A plain run writes nothing."""
+    import json
+
     from tests.hardening import figures
 
-    target = session.config.getoption("--reliability-report")
-    if not target:
+    folder = session.config.getoption("--reliability-figures")
+    if not folder or not LEAK_SCAN["tests"]:
         return
-    data = figures.snapshot()
-    missing = [s for s in figures.EXPECTED_SECTIONS if s not in data["scenarios"]]
-    if missing:
-        raise pytest.UsageError(
-            f"--reliability-report needs every hardening scenario; not run: {', '.join(missing)}"
-        )
-    write_reliability(Path(target), data, LEAK_SCAN, len(ISSUED_TOKENS))
-
-
-def write_reliability(path: Path, data: dict[str, Any], scan: dict[str, int], issued: int) -> None:
-    import datetime as dt
-
-    lines = [
-        "# Reliability",
-        "",
-        "Written by the test suite itself (`nox -s reliability`: `pytest tests/hardening "
-        "--reliability-report`)",
-        "at the end of a run that went through every hardening scenario; do not edit by hand.",
-        f"Last written {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}.",
-        "",
-        "| scenarios | run | held |",
-        "| --- | --- | --- |",
-    ]
-    for section in figures_order(data["scenarios"]):
-        counts = data["scenarios"][section]
-        lines.append(f"| {section} | {counts['run']} | {counts['held']} |")
-    lines += [
-        "",
-        f"Tokens leaked: {scan['leaks']} (the output, logs and tracebacks of {scan['tests']} "
-        f"tests were scanned for each of the {issued} tokens the sandboxes issued, as issued and "
-        "base64-encoded).",
-        "",
-        "What each row means:",
-        "",
-        "- transient faults: every API request a clean `register` (or `rotate`) makes, failed "
-        "once in turn with a 500, a 429 with Retry-After, a dropped connection, an answer lost "
-        "after the work was done, and a 409 Conflict on updates; held = the run succeeded and "
-        "every cluster ended with the same objects as a clean run, no duplicates, every Provider "
-        "Ready.",
-        "- persistent faults: the same requests failing every time; held = the command failed "
-        "with one clear line (or succeeded through a fallback with the clean end state), and a "
-        "re-run without the fault converged to the clean end state with nothing orphaned.",
-        "- bad input: wrong flags, files, contexts, CAs and permissions; held = a documented "
-        "non-zero exit code, one line naming cause and fix, no traceback, nothing written.",
-        "- concurrency: two runs at once on the same pair; held = both ended cleanly and the end "
-        "state equals one clean run.",
-    ]
-    failures = {k: v for k, v in data["failures"].items() if v}
-    if failures:
-        lines += ["", "## Scenarios that did not hold", ""]
-        for section, details in failures.items():
-            lines += [f"- {section}: {detail}" for detail in details]
-    path.parent.mkdir(exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-
-
-def figures_order(scenarios: dict[str, Any]) -> list[str]:
-    from tests.hardening import figures
-
-    known = [s for s in figures.EXPECTED_SECTIONS if s in scenarios]
-    return known + sorted(set(scenarios) - set(known))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    data = {**figures.snapshot(), "scan": LEAK_SCAN, "issued": len(ISSUED_TOKENS)}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / f"{worker}.json").write_text(json.dumps(data, indent=1))

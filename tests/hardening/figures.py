@@ -1,5 +1,6 @@
-"""Figures the hardening tests produce, written to docs/reliability.md at the end of a full run
-(see tests/conftest.py): the document is the output of the suite, never typed by hand."""
+"""Figures the hardening tests produce: with --reliability-figures each test process writes its
+own (tests/conftest.py), and scripts/write_reliability.py turns them into docs/reliability.md, so
+the document is the output of the suite, never typed by hand."""
 
 from __future__ import annotations
 
