@@ -19,7 +19,7 @@ PYTHON = "3.11"
 
 # Test processes for `nox -s tests`: each test has its own sandboxes (threads of its process),
 # and most of a test's time is spent waiting on them, so more workers than cores pay off.
-WORKERS = "4"
+WORKERS = "6"
 
 
 @nox.session(python=PYTHON)

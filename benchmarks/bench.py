@@ -141,8 +141,8 @@ def bench_pair() -> dict[str, Any]:
 
 def bench_token_notice() -> dict[str, Any]:
     from mtv_register import clusters, manifests
-    from mtv_register.bootstrap import wait_for_token
     from mtv_register.kube import NAMESPACE, SECRET, SERVICE_ACCOUNT
+    from mtv_register.tokens import wait_for_token
 
     results: dict[str, Any] = {}
     for delay in (0.0, 0.05, 0.5, 2.0):

@@ -20,7 +20,8 @@ import yaml
 from cryptography import x509
 
 from mtv_register import errors
-from mtv_register.kube import CONFIG_MAP, INFRASTRUCTURE, ApiKube, Kube
+from mtv_register.api_kube import ApiKube
+from mtv_register.kube import CONFIG_MAP, INFRASTRUCTURE, Kube
 from mtv_register.timing import Timing
 
 CA_SOURCES = ("root", "kubeconfig", "system")  # plus "file:PATH"

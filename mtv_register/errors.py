@@ -16,7 +16,8 @@
     ├── ConflictError               11  another writer changed the same object meanwhile
     │   ├── Conflict                    409: a write guarded by a resourceVersion lost a race
     │   └── AlreadyExists               409: the name is taken (often by ourselves, a lost answer)
-    └── PartialFailure              12  some pairs of a fleet failed, the others held
+    ├── PartialFailure              12  some pairs of a fleet failed, the others held
+    └── SandboxMissing              13  `sandbox` in an installation without it (the rotation image)
 
 `timing.Transient` (429, 5xx, a dropped connection) is not among them: it never leaves the
 request that is retried, and ends, when the tries run out, as `MtvRegisterError` or
@@ -93,6 +94,10 @@ class PartialFailure(MtvRegisterError):
     exit_code = 12
 
 
+class SandboxMissing(MtvRegisterError):
+    exit_code = 13
+
+
 class NotFound(MtvRegisterError):
     """404: callers treat it as an answer (`get` returns None), not as a failure."""
 
@@ -124,5 +129,6 @@ EXIT_CODES: dict[str, int] = {
         ProviderNotReady,
         ConflictError,
         PartialFailure,
+        SandboxMissing,
     )
 }

@@ -1,4 +1,5 @@
-"""Every object mtv-register creates, as the plain dicts the Kubernetes API accepts. No I/O.
+"""The objects mtv-register creates for a registration, as the plain dicts the Kubernetes API
+accepts. No I/O. (The scheduled rotation's objects are built in `schedule`, Events in `events`.)
 
 On each cluster being registered (seed procedure, steps 1-5): the ClusterRole
 `live-migration-role`, a ServiceAccount, a ClusterRoleBinding named after it, and a long-lived
@@ -18,11 +19,9 @@ from typing import Any, Final
 from mtv_register.naming import (
     DEFAULT_ROLE_NAME,
     FORKLIFT_API_VERSION,
-    FORKLIFT_GROUP,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     PROVIDER_KIND,
-    PROVIDER_PLURAL,
     PROVIDER_SECRET_CA_KEY,
     PROVIDER_SECRET_INSECURE_KEY,
     PROVIDER_SECRET_LABELS,
@@ -30,8 +29,6 @@ from mtv_register.naming import (
     PROVIDER_SECRET_TOKEN_KEY,
     PROVIDER_SECRET_URL_KEY,
     PROVIDER_TYPE,
-    ROTATION_CRONJOB,
-    ROTATOR_NAME,
     SERVICE_ACCOUNT_NAME_ANNOTATION,
     SERVICE_ACCOUNT_TOKEN_TYPE,
     SUBMARINER_SUFFIX,
@@ -351,105 +348,6 @@ def _redact_value(value: Any) -> Any:
 
 def _b64(value: str) -> str:
     return base64.b64encode(value.encode()).decode("ascii")
-
-
-# --- Scheduled rotation on the MTV host ----------------------------------------------------------
-
-# What `rotate --in-cluster` needs on the host, and nothing more: it reads Providers and switches
-# their Secrets; on Forklift 2.10 it changes a Provider's generation (a `patch` of its settings)
-# so that Forklift takes the new Secret up. The registered clusters are reached with each
-# Provider's own token.
-ROTATOR_RULES: Final[list[dict[str, Any]]] = [
-    {
-        "apiGroups": [FORKLIFT_GROUP],
-        "resources": [PROVIDER_PLURAL],
-        "verbs": ["get", "list", "watch", "patch"],
-    },
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "update"]},
-]
-
-
-def rotator_service_account(namespace: str) -> Manifest:
-    return service_account(ROTATOR_NAME, namespace)
-
-
-def rotator_role(namespace: str) -> Manifest:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": ROTATOR_NAME, "namespace": namespace, "labels": managed_labels()},
-        "rules": copy.deepcopy(ROTATOR_RULES),
-    }
-
-
-def rotator_role_binding(namespace: str) -> Manifest:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": ROTATOR_NAME, "namespace": namespace, "labels": managed_labels()},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROTATOR_NAME},
-        "subjects": [{"kind": "ServiceAccount", "name": ROTATOR_NAME, "namespace": namespace}],
-    }
-
-
-def rotation_command(namespace: str, max_age: str) -> list[str]:
-    """The arguments the CronJob's container runs (the image's entrypoint is mtv-register)."""
-    return [
-        "rotate",
-        "--all",
-        "--in-cluster",
-        "--mtv-namespace",
-        namespace,
-        "--max-age",
-        max_age,
-        "--yes",
-    ]
-
-
-def rotation_cron_job(namespace: str, *, schedule: str, max_age: str, image: str) -> Manifest:
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": {"name": ROTATION_CRONJOB, "namespace": namespace, "labels": managed_labels()},
-        "spec": {
-            "schedule": schedule,
-            "concurrencyPolicy": "Forbid",
-            "startingDeadlineSeconds": 600,
-            "successfulJobsHistoryLimit": 3,
-            "failedJobsHistoryLimit": 3,
-            "jobTemplate": {
-                "metadata": {"labels": managed_labels()},
-                "spec": {
-                    "backoffLimit": 2,
-                    "activeDeadlineSeconds": 1800,
-                    "template": {
-                        "metadata": {"labels": managed_labels()},
-                        "spec": {
-                            "serviceAccountName": ROTATOR_NAME,
-                            "restartPolicy": "Never",
-                            "containers": [
-                                {
-                                    "name": "rotate",
-                                    "image": image,
-                                    "args": rotation_command(namespace, max_age),
-                                    "securityContext": {
-                                        "allowPrivilegeEscalation": False,
-                                        "runAsNonRoot": True,
-                                        "readOnlyRootFilesystem": True,
-                                        "capabilities": {"drop": ["ALL"]},
-                                    },
-                                    "resources": {
-                                        "requests": {"cpu": "50m", "memory": "96Mi"},
-                                        "limits": {"memory": "256Mi"},
-                                    },
-                                }
-                            ],
-                        },
-                    },
-                },
-            },
-        },
-    }
 
 
 # --- Bound tokens (TokenRequest) -----------------------------------------------------------------

@@ -9,10 +9,11 @@ openshift-client (and this one never loads the `kubernetes` package). Every comm
   `create --raw`, `replace -f -`, `patch --type`, `delete --wait=false`;
 - never carries a token: a client holding a service account's token (`from_token`) gets a
   temporary kubeconfig (mode 0600, in a 0700 folder, deleted on `close`); objects go on stdin;
-- is recorded (openshift-client's `tracking`) in `TRAIL`, which `--explain` prints as a runbook.
+- is recorded (openshift-client's `tracking`) in `oc_trail.TRAIL`, which `--explain` prints as
+  a runbook.
 
-Failures become the same `errors` as the default backend's: kubectl's `Error from server
-(Reason): message` is turned back into its HTTP status and handed to `kube.translate`.
+Failures become the same `errors` as the default backend's: `oc_errors` turns kubectl's
+`Error from server (Reason): message` back into its HTTP status and hands it to `kube.translate`.
 Waits poll (`get` every `Timing.poll_interval`) instead of watching: openshift-client returns a
 command's output when it ends, so a stream of watch events cannot be read as it comes.
 """
@@ -24,21 +25,19 @@ import contextlib
 import json
 import os
 import re
-import shlex
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import openshift_client as oc
 
 from mtv_register import deadline as run_deadline
-from mtv_register import errors
-from mtv_register.kube import JSON_PATCH, MERGE_PATCH, Kind, NotFound, translate
+from mtv_register import errors, oc_errors
+from mtv_register.kube import JSON_PATCH, MERGE_PATCH, Kind, NotFound
+from mtv_register.oc_trail import TOKEN_KUBECONFIG_PREFIX, TRAIL
 from mtv_register.redaction import scrub
 from mtv_register.timing import Timing, Transient, retrying
 
@@ -48,7 +47,6 @@ if TYPE_CHECKING:
 Obj = dict[str, Any]
 COMMAND_TIMEOUT = 60.0  # a command still running after this is killed, and retried
 REQUEST_SECONDS = 30  # kubectl's own limit per request (--request-timeout), as the default's
-TOKEN_KUBECONFIG_PREFIX = "mtv-register-token-"
 PATCH_TYPES = {MERGE_PATCH: "merge", JSON_PATCH: "json"}
 
 # openshift-client settings that would add flags to every command behind our back.
@@ -61,133 +59,6 @@ FOREIGN_SETTINGS = (
     "OPENSHIFT_CLIENT_PYTHON_DEFAULT_OC_LOGLEVEL",
     "OPENSHIFT_CLIENT_PYTHON_DEFAULT_SSH_HOSTNAME",
 )
-
-# Status reasons as kubectl prints them, back to the HTTP status the server sent.
-REASON_CODES = {
-    "BadRequest": 400,
-    "Unauthorized": 401,
-    "Forbidden": 403,
-    "NotFound": 404,
-    "MethodNotAllowed": 405,
-    "NotAcceptable": 406,
-    "AlreadyExists": 409,
-    "Conflict": 409,
-    "Gone": 410,
-    "Expired": 410,
-    "RequestEntityTooLarge": 413,
-    "UnsupportedMediaType": 415,
-    "Invalid": 422,
-    "TooManyRequests": 429,
-    "InternalError": 500,
-    "ServerTimeout": 500,
-    "ServiceUnavailable": 503,
-    "Timeout": 504,
-}
-_SERVER_ERROR = re.compile(r"^Error from server(?: \((?P<reason>\w+)\))?: (?P<message>.*)$")
-_FROM_FILE = re.compile(r'^error when \w+ "STDIN": ')
-_INVALID = re.compile(r'^The \w+ "[^"]*" is invalid: ')
-_UNREACHABLE = ("was refused", "connection refused", "no such host", "no route to host", "dial tcp")
-_DROPPED = ("EOF", "connection reset", "broken pipe", "http2:", "TLS handshake timeout", "timeout")
-
-
-# -- the trail --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Step:
-    """One command as it ran: its argv (no token ever is in it), what went in on stdin (named,
-    never shown), and how it ended."""
-
-    argv: tuple[str, ...]
-    started_ms: int
-    status: int
-    stdin: str = ""  # e.g. "Secret openshift-mtv/source-credentials"
-    failure: str = ""  # e.g. "NotFound"
-
-
-class Trail:
-    """The commands of a run, as openshift-client's tracking reports them, in start order."""
-
-    def __init__(self) -> None:
-        self._steps: list[Step] = []
-        self._lock = threading.Lock()
-        self._recording = False
-
-    def start(self) -> None:
-        """Forget earlier commands and record from now on."""
-        with self._lock:
-            self._steps.clear()
-            self._recording = True
-
-    def record(self, action: Any) -> None:
-        """openshift-client's tracking handler: called with each `Action` once it ends."""
-        if not self._recording:
-            return
-        status = int(action.status)
-        step = Step(
-            tuple(str(arg) for arg in action.cmd),
-            int(action.exec_time),
-            status,
-            _named(action.stdin_str),
-            _reason_of(action.err) if status else "",
-        )
-        with self._lock:
-            self._steps.append(step)
-
-    def steps(self) -> list[Step]:
-        with self._lock:
-            return sorted(self._steps, key=lambda step: step.started_ms)
-
-    def runbook(self) -> str:
-        """The trail as a runbook an approver reads: one command per line, tokens scrubbed."""
-        steps = self.steps()
-        lines = [
-            f"# mtv-register ran these {len(steps)} commands, in the order they started.",
-            "# No token is on any command line: objects go on stdin (`-f -`, named in the",
-            "# comment), and a service account's token is in a temporary kubeconfig",
-            f"# ({TOKEN_KUBECONFIG_PREFIX}*/kubeconfig, mode 0600, deleted when the run ended).",
-        ]
-        for step in steps:
-            notes = [f"stdin: {step.stdin}"] if step.stdin else []
-            if step.status:
-                notes.append(f"exit {step.status}" + (f": {step.failure}" if step.failure else ""))
-            comment = f"  # {'; '.join(notes)}" if notes else ""
-            lines.append(shlex.join(step.argv) + comment)
-        return scrub("\n".join(lines))
-
-
-TRAIL = Trail()
-
-
-def _named(stdin: str | None) -> str:
-    if not stdin:
-        return ""
-    try:
-        obj = json.loads(stdin)
-    except ValueError:
-        return "(not JSON)"
-    meta = obj.get("metadata") or {} if isinstance(obj, dict) else {}
-    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
-    return f"{obj.get('kind', '?')} {where}{meta.get('name', '')}".rstrip()
-
-
-def _reason_of(stderr: str) -> str:
-    """A failure in a word where kubectl gives one (NotFound, Conflict, ...), else its last line."""
-    for line in reversed(_lines(stderr)):
-        match = _SERVER_ERROR.match(line)
-        if match:
-            return match["reason"] or "error"
-        if line.startswith("error: You must be logged in to the server"):
-            return "Unauthorized"
-        if _INVALID.match(line):
-            return "Invalid"
-        if line.startswith("error: the server doesn't have a resource type"):
-            return "NotFound (the API is not served)"
-    return (_lines(stderr) or ["failed"])[-1][:100]
-
-
-def _lines(text: str) -> list[str]:
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
 # -- the binary -------------------------------------------------------------------------------
@@ -508,59 +379,16 @@ class OcKube:
                     "answer), or raise --timeout",
                 )
             raise Transient(f"{verb} {what}: no answer within {limit:g}s")
-        raise self._failure(str(action.err), verb, what)
-
-    def _failure(self, stderr: str, verb: str, what: str) -> Exception:
-        """kubectl's error text as the `errors` the default backend raises for the same answer."""
-        lines = _lines(scrub(stderr))
-        for line in reversed(lines):
-            match = _SERVER_ERROR.match(line)
-            if match:
-                message = _FROM_FILE.sub("", match["message"])
-                code = REASON_CODES.get(match["reason"] or "", 0)
-                return self._status(code, match["reason"] or "", message, verb, what)
-            if line.startswith("error: You must be logged in to the server"):
-                return self._status(401, "Unauthorized", line, verb, what)
-            if _INVALID.match(line):
-                return self._status(422, "Invalid", line, verb, what)
-            if line.startswith("error: the server doesn't have a resource type"):
-                return self._status(404, "NotFound", line.removeprefix("error: "), verb, what)
-        last = lines[-1] if lines else f"{self.oc_path} exited with an error"
-        detail = last.removeprefix("error: ").removeprefix("Unable to connect to the server: ")
-        if "x509:" in last or "tls:" in last:
-            return errors.TlsError(
-                f"TLS to {self.url} (context {self.context}) failed: {detail}",
-                fix=self.tls_fix,
-            )
-        if any(sign in last for sign in _UNREACHABLE):
-            return errors.UnreachableError(
-                f"cannot reach {self.url} (context {self.context}): {detail}",
-                fix="check that the cluster is up and the kubeconfig's server address",
-            )
-        if last.startswith("error: context ") and last.endswith("does not exist"):
-            return errors.KubeconfigError(
-                f"{detail} in {self.kubeconfig}", fix="pass a context the kubeconfig has"
-            )
-        if any(sign in last for sign in _DROPPED):
-            if verb == "get":
-                # client-go has already retried the read, about ten times in ten seconds:
-                # retrying it again here would multiply that by the tool's attempts.
-                return errors.MtvRegisterError(
-                    f"the API server of context {self.context} kept dropping the connection: "
-                    f"get {what}, retried by {os.path.basename(self.oc_path)} itself: {detail}",
-                    fix="check the API server's health, then re-run (the tool picks up where it "
-                    "stopped)",
-                )
-            return Transient(f"{verb} {what}: connection lost: {detail}")
-        return errors.MtvRegisterError(f"{verb} {what} failed on context {self.context}: {detail}")
-
-    def _status(self, code: int, reason: str, message: str, verb: str, what: str) -> Exception:
-        if not code:  # a reason kubectl printed but no status this tool knows
-            return errors.MtvRegisterError(
-                f"{verb} {what} failed on context {self.context}: {reason or 'error'}: {message}"
-            )
-        body = json.dumps({"kind": "Status", "reason": reason, "message": message}).encode()
-        return translate(code, body, {}, verb, what, self.context)
+        raise oc_errors.failure(
+            str(action.err),
+            verb,
+            what,
+            context=self.context,
+            url=self.url,
+            kubeconfig=self.kubeconfig,
+            oc_path=self.oc_path,
+            tls_fix=self.tls_fix,
+        )
 
 
 def _resource(kind: Kind) -> str:

@@ -6,22 +6,33 @@ by its resourceVersion), wait until Forklift has re-tested it and reports Ready,
 delete the old token Secret, which revokes the old token. A failure before the switch removes
 the new Secret; a Provider that is not Ready after the switch gets the old (still valid) token
 back. The Provider never holds a token that does not work.
+
+`rotate_all` rotates the chosen Providers side by side and hands one whose token is already dead
+to `recovery`; `run` is what the `rotate` command runs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mtv_register import deadline, errors, forklift, manifests, naming, provider_secret, verdicts
-from mtv_register.bootstrap import RemoteSpec, create_token_secret, wait_for_token
+from mtv_register import deadline, errors, forklift, naming
 from mtv_register.kube import NAMESPACE, SECRET, Kube
-from mtv_register.provider_secret import ProviderSecret
 from mtv_register.records import Change, Report
-from mtv_register.timing import Timing, retry_on_conflict
+from mtv_register.registration import (
+    Registration,
+    as_account,
+    managed_providers,
+    open_host,
+    read_registration,
+    switch_back,
+    switch_guarded,
+    wait_taken_up,
+)
+from mtv_register.timing import Timing
+from mtv_register.tokens import create_token_secret, wait_for_token
 
 if TYPE_CHECKING:
     from mtv_register.clusters import Connector
@@ -37,33 +48,6 @@ def utc_now() -> dt.datetime:
 
 
 @dataclass
-class Registration:
-    """What the host knows of one registered Provider: read from its Secret."""
-
-    provider: Obj
-    secret: Obj
-    url: str
-    token: str = field(repr=False)
-    ca_pem: str | None = field(repr=False)
-    insecure: bool
-    token_secret: tuple[str, str]  # (namespace, name) on the registered cluster
-    token_created: dt.datetime | None
-    token_type: str = "secret"
-    service_account: tuple[str, str] = ("", "")  # (namespace, name)
-    token_expires: dt.datetime | None = None
-    cluster_role: str = ""  # as CLUSTER_ROLE_ANNOTATION records it ("" before it did)
-    token_ttl: int = 0
-
-    @property
-    def name(self) -> str:
-        return str(self.provider["metadata"]["name"])
-
-    @property
-    def namespace(self) -> str:
-        return str(self.provider["metadata"]["namespace"])
-
-
-@dataclass
 class RotationResult:
     provider: str
     action: str  # rotated, recovered, skipped, failed, lost-race, would rotate
@@ -71,69 +55,6 @@ class RotationResult:
     old_secret: str = ""
     new_secret: str = ""
     exit_code: int = 0
-
-
-def read_registration(host: Kube, provider: Obj) -> Registration:
-    ref = (provider.get("spec") or {}).get("secret") or {}
-    namespace = provider["metadata"]["namespace"]
-    secret = (
-        host.get(SECRET, ref.get("name", ""), ref.get("namespace") or namespace)
-        if ref.get("name")
-        else None
-    )
-    name = provider["metadata"]["name"]
-    if secret is None:
-        raise errors.PreflightError(
-            f'Provider "{namespace}/{name}" has no Secret on {host.context}',
-            fix="re-register it with mtv-register register",
-        )
-    held = ProviderSecret.from_secret(secret)
-    token_type = held.token_type or "secret"
-    if token_type == "bound" and not held.service_account[1]:
-        raise errors.PreflightError(
-            f'the Secret of Provider "{namespace}/{name}" does not record its service account',
-            fix="re-register it with mtv-register register --token-type bound",
-        )
-    if not held.token_secret[1] and token_type != "bound":
-        raise errors.PreflightError(
-            f'the Secret of Provider "{namespace}/{name}" does not record its token Secret',
-            fix="re-register it with mtv-register register (older registrations lack it)",
-        )
-    return Registration(
-        provider=provider,
-        secret=secret,
-        url=held.url or provider["spec"].get("url", ""),
-        token=held.token,
-        ca_pem=held.ca_pem,
-        insecure=held.insecure,
-        token_secret=held.token_secret,
-        token_created=held.created_at,
-        token_type=token_type,
-        service_account=held.service_account,
-        token_expires=held.expires_at,
-        cluster_role=held.cluster_role,
-        token_ttl=held.token_ttl,
-    )
-
-
-def managed_providers(host: Kube, namespace: str, names: list[str] | None) -> list[Obj]:
-    providers = forklift.list_providers(host, namespace)
-    if names:
-        missing = [n for n in names if n not in providers]
-        if missing:
-            raise errors.UsageError(
-                f"no Provider {', '.join(missing)} in {namespace} on {host.context}",
-                fix=f"pick from: {', '.join(sorted(providers)) or 'none'}",
-            )
-        chosen = [providers[n] for n in names]
-        foreign = [p["metadata"]["name"] for p in chosen if not forklift.is_managed(p)]
-        if foreign:
-            raise errors.UsageError(
-                f"Provider {', '.join(foreign)} was not registered by mtv-register",
-                fix="rotate only the tool's Providers",
-            )
-        return chosen
-    return [p for _, p in sorted(providers.items()) if forklift.is_managed(p)]
 
 
 @dataclass(frozen=True)
@@ -184,11 +105,11 @@ def rotate_provider(
     if options.dry_run:
         return RotationResult(name, "would rotate", old_secret=old_name)
     # The host's backend (kubernetes client or oc) speaks to the registered cluster too.
-    remote = _as_account(
+    remote = as_account(
         host,
         registration,
         registration.token,
-        options,
+        options.timing,
         f"{name}'s cluster (as its service account)",
     )
     try:
@@ -199,27 +120,12 @@ def rotate_provider(
         remote.close()
 
 
-def _as_account(
-    like: Kube, registration: Registration, token: str, options: RotateOptions, context: str
-) -> Kube:
-    """A client of the registered cluster holding `token`, over the Provider's own URL and CA,
-    on the backend of `like` and with the rotation's timing."""
-    connector = replace(like.connector, timing=options.timing)
-    return connector.with_token(
-        registration.url,
-        token,
-        ca_pem=registration.ca_pem,
-        insecure=registration.insecure,
-        context=context,
-    )
-
-
 def _rotate_bound(
     host: Kube, remote: Kube, registration: Registration, options: RotateOptions, report: Report
 ) -> RotationResult:
     """A bound token is renewed by asking for a new one as the account itself (its Role allows
     exactly that). The old one cannot be revoked: it stops working when it expires."""
-    from mtv_register.bootstrap import request_bound_token
+    from mtv_register.tokens import request_bound_token
 
     namespace, account = registration.service_account
     ttl = (
@@ -228,7 +134,7 @@ def _rotate_bound(
         else 86_400
     )
     issued = request_bound_token(remote, namespace, account, max(600, ttl), report)
-    fresh = _as_account(remote, registration, issued.token, options, remote.context)
+    fresh = as_account(remote, registration, issued.token, options.timing, remote.context)
     try:
         fresh.list(NAMESPACE, limit=1)
     finally:
@@ -237,7 +143,7 @@ def _rotate_bound(
         naming.TOKEN_EXPIRES_ANNOTATION, ""
     )
     extra = {naming.TOKEN_EXPIRES_ANNOTATION: issued.expires}
-    if not _switch_guarded(
+    if not switch_guarded(
         host,
         registration,
         issued.token,
@@ -264,11 +170,11 @@ def _rotate_bound(
         )
     )
     try:
-        _wait_taken_up(host, registration, options, report)
+        wait_taken_up(host, registration, options.timeout, report)
     except errors.MtvRegisterError as failure:
         with deadline.shielded(ROLL_BACK_SECONDS):
             error = _rolled_back(
-                failure, registration.name, lambda: _switch_back(host, registration, report)
+                failure, registration.name, lambda: switch_back(host, registration, report)
             )
         raise error from None
     return RotationResult(
@@ -310,9 +216,9 @@ def _rotate(
         issued = wait_for_token(remote, created, options.timeout)
         # From here on the cluster is spoken to with the new token: the old one is about to be
         # revoked, and a retried request must not arrive with it.
-        fresh = _as_account(remote, registration, issued.token, options, remote.context)
+        fresh = as_account(remote, registration, issued.token, options.timing, remote.context)
         fresh.list(NAMESPACE, limit=1)
-        if not _switch_guarded(
+        if not switch_guarded(
             host, registration, issued.token, new_ref, issued.created, options.clock()
         ):
             _remove_new((fresh, remote), new_name, old_ns, report)
@@ -333,12 +239,12 @@ def _rotate(
                 "switched to the new token",
             )
         )
-        _wait_taken_up(host, registration, options, report)
+        wait_taken_up(host, registration, options.timeout, report)
     except errors.MtvRegisterError as failure:
 
         def undo() -> None:
             if switched:
-                _switch_back(host, registration, report)
+                switch_back(host, registration, report)
             _remove_new((fresh, remote) if fresh else (remote,), new_name, old_ns, report)
 
         # The roll-back runs even past the deadline or after Ctrl-C, for a few seconds more.
@@ -354,63 +260,6 @@ def _rotate(
     finally:
         fresh.close()
     return RotationResult(name, "rotated", old_secret=old_name, new_secret=new_name)
-
-
-def _wait_taken_up(
-    host: Kube, registration: Registration, options: RotateOptions, report: Report
-) -> None:
-    """Until Forklift tested the switched Secret and found it good: on 2.11+ its status names
-    the Secret's resourceVersion; up to 2.10 the Provider's generation is changed first."""
-    version = forklift.take_up(host, registration.namespace, registration.name, report)
-    verdicts.wait_ready(
-        host, registration.namespace, registration.name, options.timeout, secret_version=version
-    )
-
-
-def _switch_guarded(
-    host: Kube,
-    registration: Registration,
-    token: str,
-    new_ref: str,
-    created: str,
-    now: dt.datetime,
-    *,
-    key: str = naming.TOKEN_SECRET_ANNOTATION,
-    old_value: str | None = None,
-    new_value: str | None = None,
-    extra: dict[str, str] | None = None,
-) -> bool:
-    """Switch the provider Secret to the new token, guarded by resourceVersion. A conflict is
-    looked at through the annotation `key` that names the token: still the old one (another
-    writer touched something else) -> switch again; already ours (our answer was lost) -> done;
-    a third -> another rotation won."""
-    old = "/".join(registration.token_secret) if old_value is None else old_value
-    new = new_ref if new_value is None else new_value
-    secret = registration.secret
-    namespace, name = secret["metadata"]["namespace"], secret["metadata"]["name"]
-
-    def attempt(number: int) -> bool:
-        nonlocal secret
-        if number > 0:  # the last switch met a newer Secret: who changed it?
-            current = host.get(SECRET, name, namespace)
-            if current is None:
-                raise errors.ConflictError(
-                    f'the provider Secret "{namespace}/{name}" was deleted meanwhile on '
-                    f"{host.context}",
-                    fix="register the pair again",
-                )
-            found = (current["metadata"].get("annotations") or {}).get(key, "")
-            if found == new:
-                return True
-            if found != old:
-                return False
-            secret = current
-        _switch(host, secret, token, new_ref, created, now, extra)
-        return True
-
-    return retry_on_conflict(
-        host.timing, attempt, what=f'the provider Secret "{namespace}/{name}"', context=host.context
-    )
 
 
 def _sweep(
@@ -487,55 +336,7 @@ def _remove_new(clients: tuple[Kube, ...], name: str, namespace: str, report: Re
             return
         except errors.MtvRegisterError:
             continue
-    _remove(clients[-1], name, namespace, report)
-
-
-def _switch(
-    host: Kube,
-    secret: Obj,
-    token: str,
-    token_ref: str,
-    created: str,
-    now: dt.datetime,
-    extra: dict[str, str] | None = None,
-) -> Obj:
-    updated = provider_secret.switched(
-        secret, token, created=created, rotated_at=now, token_secret_ref=token_ref, extra=extra
-    )
-    return host.replace(SECRET, updated)  # carries the resourceVersion read at the start
-
-
-def _switch_back(host: Kube, registration: Registration, report: Report) -> None:
-    meta = registration.secret["metadata"]
-
-    def attempt(number: int) -> None:
-        del number
-        current = host.get(SECRET, meta["name"], meta["namespace"])
-        if current is None:
-            return
-        restored = dict(current)
-        restored["data"] = registration.secret.get("data")
-        restored["metadata"] = {
-            **current["metadata"],
-            "annotations": registration.secret["metadata"].get("annotations") or {},
-        }
-        host.replace(SECRET, restored)
-        report(
-            Change(
-                host.context,
-                "Secret",
-                meta["name"],
-                meta["namespace"],
-                "switched back to the old token",
-            )
-        )
-
-    retry_on_conflict(
-        host.timing,
-        attempt,
-        what=f'the provider Secret "{meta["namespace"]}/{meta["name"]}"',
-        context=host.context,
-    )
+    remove_token_secret(clients[-1], name, namespace, report)
 
 
 def _rolled_back(
@@ -558,7 +359,7 @@ def _rolled_back(
     )
 
 
-def _remove(remote: Kube, name: str, namespace: str, report: Report) -> None:
+def remove_token_secret(remote: Kube, name: str, namespace: str, report: Report) -> None:
     try:
         if remote.delete(SECRET, name, namespace):
             report(Change(remote.context, "Secret", name, namespace, "deleted"))
@@ -578,6 +379,8 @@ def rotate_all(
 ) -> list[RotationResult]:
     """Rotate each chosen Provider; one failure never stops the others. `recovery` gives an
     admin client for a Provider whose token is already dead (or None)."""
+    from mtv_register.recovery import recover_provider  # recovery is made of rotation's steps
+
     providers = managed_providers(host, namespace, names)
 
     def failed(provider: Obj, failure: errors.MtvRegisterError) -> RotationResult:
@@ -603,248 +406,35 @@ def rotate_all(
         return list(pool.map(one, providers))
 
 
-def recover_provider(
-    host: Kube, admin: Kube, provider: Obj, options: RotateOptions, report: Report
-) -> RotationResult:
-    """When the Provider's token is already dead: re-bootstrap its cluster with admin
-    credentials, switch the provider Secret to the new token, then clear old token Secrets."""
-    from mtv_register.bootstrap import bootstrap
-
-    registration = read_registration(host, provider)
-    spec = recorded_spec(registration)
-    token_name = registration.token_secret[1]
-    service_account = spec.service_account
-    if options.dry_run:
-        return RotationResult(registration.name, "would recover", old_secret=token_name)
-    issued = bootstrap(admin, spec, report, timeout=options.timeout)
-    if not spec.bound:
-        # A legacy token is a signature over the account and the Secret's *name*: the Secret
-        # bootstrap just made again under the documented name carries the very token that was
-        # revoked (a real token controller signs the same claims the same way). A token Secret
-        # under a new name gives a new token; the sweep below deletes the other.
-        created = create_token_secret(
-            admin, spec.service_account, spec.namespace, replaces=issued.secret_name, report=report
-        )
-        issued = wait_for_token(admin, created, options.timeout)
-    ref = "" if spec.bound else f"{issued.namespace}/{issued.secret_name}"
-    if registration.token != issued.token:
-        extra = {naming.TOKEN_EXPIRES_ANNOTATION: issued.expires} if spec.bound else None
-        _switch(
-            host, registration.secret, issued.token, ref, issued.created, options.clock(), extra
-        )
-        report(
-            Change(
-                host.context,
-                "Secret",
-                registration.secret["metadata"]["name"],
-                registration.namespace,
-                "switched to the recovered token",
-            )
-        )
-        _wait_taken_up(host, registration, options, report)
-    else:
-        verdicts.wait_ready(host, registration.namespace, registration.name, options.timeout)
-    selector = f"{naming.MANAGED_BY_LABEL}={naming.MANAGED_BY}"
-    for secret in admin.list(SECRET, spec.namespace, label_selector=selector).get("items", []):
-        annotations = secret["metadata"].get("annotations") or {}
-        if annotations.get(naming.SERVICE_ACCOUNT_NAME_ANNOTATION) == service_account and (
-            spec.bound or secret["metadata"]["name"] != issued.secret_name
-        ):
-            _remove(admin, secret["metadata"]["name"], spec.namespace, report)
-    return RotationResult(
-        registration.name,
-        "recovered",
-        old_secret=token_name,
-        new_secret="" if spec.bound else issued.secret_name,
-    )
-
-
-def recorded_spec(registration: Registration) -> RemoteSpec:
-    """The registration as it was made, from what its provider Secret records: account, role
-    (created by the tool or the user's own), token type and lifetime. Older Secrets that do not
-    record the role get the default one."""
-    sa_ns, sa_name = registration.service_account
-    token_ns, token_name = registration.token_secret
-    existing, _, role = registration.cluster_role.rpartition(":")
-    return RemoteSpec(
-        service_account=sa_name or service_account_of(token_name),
-        namespace=sa_ns or token_ns,
-        role_name=role or naming.DEFAULT_ROLE_NAME,
-        existing_role=existing == "existing",
-        token_type=registration.token_type,
-        token_ttl=registration.token_ttl or RemoteSpec.token_ttl,
-    )
-
-
-def service_account_of(token_secret_name: str) -> str:
-    """`<sa>-token` or `<sa>-token-<suffix>` (the documented names) -> `<sa>`."""
-    base, found, _ = token_secret_name.rpartition(naming.TOKEN_SECRET_SUFFIX)
-    return base if found and base else token_secret_name
-
-
-# -- the schedule ----------------------------------------------------------------------------------
-
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?]+$")
-_CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
-
-
-# (name, lowest, highest) of the five fields, as the CronJob controller's parser (robfig/cron)
-# takes them; month and weekday names are accepted as words.
-_CRON_RANGES = (
-    ("minute", 0, 59),
-    ("hour", 0, 23),
-    ("day of month", 1, 31),
-    ("month", 1, 12),
-    ("day of week", 0, 7),
-)
-
-
-def check_cron(expression: str) -> None:
-    fields = expression.split()
-    if expression.strip() in _CRON_MACROS:
-        return
-    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-        raise errors.UsageError(
-            f'--every "{expression}" is not a cron schedule',
-            fix='give five fields, e.g. "0 3 * * *" (03:00 daily), or @daily',
-        )
-    for text, (name, low, high) in zip(fields, _CRON_RANGES, strict=True):
-        for number in re.findall(r"\d+", text.split("/")[0]):
-            if not low <= int(number) <= high:
-                raise errors.UsageError(
-                    f'--every "{expression}": {number} is out of range for the {name} '
-                    f"({low}-{high})",
-                    fix='give five fields, e.g. "0 3 * * *" (03:00 daily), or @daily',
-                )
-
-
-def schedule_manifests(namespace: str, *, every: str, max_age: str, image: str) -> list[Obj]:
-    return [
-        manifests.rotator_service_account(namespace),
-        manifests.rotator_role(namespace),
-        manifests.rotator_role_binding(namespace),
-        manifests.rotation_cron_job(namespace, schedule=every, max_age=max_age, image=image),
-    ]
-
-
-def schedule(
-    host: Kube, namespace: str, *, every: str, max_age: str, image: str, report: Report
-) -> list[Obj]:
-    """Create or update the rotation CronJob and the least-privileged identity it runs as."""
-    from mtv_register.bootstrap import ensure
-    from mtv_register.kube import CRON_JOB, ROLE, ROLE_BINDING, SERVICE_ACCOUNT
-
-    check_cron(every)
-    wanted = schedule_manifests(namespace, every=every, max_age=max_age, image=image)
-    kinds = (SERVICE_ACCOUNT, ROLE, ROLE_BINDING, CRON_JOB)
-    same = {
-        "ServiceAccount": lambda e, d: True,
-        "Role": lambda e, d: e.get("rules") == d["rules"],
-        "RoleBinding": lambda e, d: (
-            e.get("subjects") == d["subjects"] and e.get("roleRef") == d["roleRef"]
-        ),
-        "CronJob": lambda e, d: _cron_spec(e) == _cron_spec(d),
-    }
-
-    def merge(existing: Obj, desired: Obj) -> Obj:
-        merged = {**existing, **{k: v for k, v in desired.items() if k != "metadata"}}
-        merged["metadata"] = {
-            **existing["metadata"],
-            "labels": {
-                **(existing["metadata"].get("labels") or {}),
-                **desired["metadata"]["labels"],
-            },
-        }
-        return merged
-
-    return [
-        ensure(host, kind, obj, report, same=same[kind.kind], merge=merge)
-        for kind, obj in zip(kinds, wanted, strict=True)
-    ]
-
-
-def _cron_spec(obj: Obj) -> tuple[Any, ...]:
-    spec = obj.get("spec") or {}
-    template = (spec.get("jobTemplate") or {}).get("spec", {}).get("template", {}).get("spec", {})
-    container = (template.get("containers") or [{}])[0]
-    return (
-        spec.get("schedule"),
-        spec.get("concurrencyPolicy"),
-        container.get("image"),
-        container.get("args"),
-        template.get("serviceAccountName"),
-    )
-
-
-def unschedule(host: Kube, namespace: str, report: Report) -> None:
-    from mtv_register.kube import CRON_JOB, ROLE, ROLE_BINDING, SERVICE_ACCOUNT
-
-    for kind in (CRON_JOB, ROLE_BINDING, ROLE, SERVICE_ACCOUNT):
-        name = naming.ROTATION_CRONJOB if kind is CRON_JOB else naming.ROTATOR_NAME
-        obj = host.get(kind, name, namespace)
-        if obj is None:
-            continue
-        if not forklift.is_managed(obj):
-            report(
-                Change(
-                    host.context, kind.kind, name, namespace, "kept (not managed by mtv-register)"
-                )
-            )
-            continue
-        if host.delete(kind, name, namespace, uid=obj["metadata"]["uid"]):
-            report(Change(host.context, kind.kind, name, namespace, "deleted"))
-
-
-def open_host(
+def run(
     *,
     kubeconfig: str | None,
     host: str | None,
     in_cluster: bool,
+    mtv_namespace: str | None,
+    names: list[str] | None,
+    options: RotateOptions,
+    report: Report,
+    parallel: int = 4,
+    admin_contexts: list[str] | None = None,
     connector: Connector | None = None,
-) -> Kube:
-    """The MTV host: the pod's own identity, or a kubeconfig context (default: current)."""
-    from mtv_register import clusters
+) -> list[RotationResult]:
+    """`rotate`: on the MTV host, the Providers `names` (None: every one the tool registered)
+    rotated, each recovered with the one of `admin_contexts` that serves it if its token is dead."""
+    from mtv_register.recovery import recovery_for
 
-    connector = connector or clusters.Connector()
-    if in_cluster:
-        return connector.in_cluster()
-    config = clusters.load_kubeconfig(kubeconfig)
-    context = host or config.data.get("current-context")
-    if not context:
-        raise errors.UsageError(
-            "no --host and no current-context in the kubeconfig",
-            fix="pass --host CONTEXT (or --in-cluster in a pod)",
+    kube = open_host(kubeconfig=kubeconfig, host=host, in_cluster=in_cluster, connector=connector)
+    try:
+        # The CronJob's pod runs in the namespace `schedule` checked, and its Role grants
+        # nothing on Namespace objects: there, take the namespace as given.
+        namespace = (
+            mtv_namespace
+            if in_cluster and mtv_namespace
+            else forklift.find_mtv_namespace(kube, mtv_namespace)
         )
-    return connector.connect(config, str(context))
-
-
-def recovery_for(
-    kubeconfig: str | None,
-    contexts: list[str],
-    connector: Connector | None = None,
-) -> Callable[[Obj], Kube | None]:
-    """Admin clients for dead-token recovery: a context serves the Provider named after it,
-    or the one whose URL is the context's server URL."""
-    from mtv_register import clusters
-
-    connector = connector or clusters.Connector()
-    if not contexts:
-        return lambda provider: None
-    config = clusters.load_kubeconfig(kubeconfig)
-    for context in contexts:
-        if context not in config.contexts:
-            raise errors.KubeconfigError(
-                f'context "{context}" is not in {config.path}',
-                fix=f"use one of: {', '.join(config.contexts)}",
-            )
-
-    def pick(provider: Obj) -> Kube | None:
-        name = provider["metadata"]["name"]
-        url = (provider.get("spec") or {}).get("url", "")
-        for context in contexts:
-            server = str(config.cluster_of(context).get("server", ""))
-            if name == naming.provider_name(context) or (url and url == server):
-                return connector.connect(config, context)
-        return None
-
-    return pick
+        recovery = recovery_for(kubeconfig, admin_contexts or [], connector)
+        return rotate_all(
+            kube, namespace, names, options, report, parallel=parallel, recovery=recovery
+        )
+    finally:
+        kube.close()

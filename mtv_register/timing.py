@@ -7,7 +7,7 @@ read it. No other module has a retry, conflict or polling loop of its own.
   read) that lost a race is read and tried again, up to `conflict_attempts` tries; then it fails
   loudly with `ConflictError`, never silently.
 - `poll_until`: a wait for something another controller does (a token filled in, a namespace
-  gone), until it holds or its time runs out.
+  gone, a token just issued accepted), until it holds or its time runs out.
 
 Every loop also stops at the run's deadline or on Ctrl-C (`deadline`). Tests pass
 `Timing.immediate()` through the public API and the CLI's context object instead of patching
@@ -42,6 +42,8 @@ class Timing:
     token_poll: float = 0.05  # between two looks at a token Secret being filled
     namespace_poll: float = 0.1  # the first wait for a terminating namespace, doubled ...
     namespace_poll_max: float = 1.0  # ... up to this
+    fresh_token_grace: float = 5.0  # how long a token just issued may be refused (401) ...
+    fresh_token_poll: float = 0.5  # ... tried again this often
 
     @classmethod
     def immediate(cls) -> Timing:

@@ -215,9 +215,9 @@ def explaining(explain: bool, output: Output) -> Iterator[None]:
     if not explain:
         yield
         return
-    from mtv_register import oc_backend
+    from mtv_register import oc_trail
 
-    oc_backend.TRAIL.start()
+    oc_trail.TRAIL.start()
     _state["runbook"] = output is not Output.text
     yield
     _print_runbook()
@@ -227,10 +227,10 @@ def _print_runbook() -> None:
     on_stderr = _state["runbook"]
     if on_stderr is None:
         return
-    from mtv_register import oc_backend
+    from mtv_register import oc_trail
 
     _state["runbook"] = None
-    typer.echo(oc_backend.TRAIL.runbook(), err=on_stderr)
+    typer.echo(oc_trail.TRAIL.runbook(), err=on_stderr)
 
 
 def render(data: Any, output: Output, text: Callable[[], None], *, has_yaml: bool = True) -> None:

@@ -10,12 +10,13 @@ import typer
 from mtv_register.cli.common import Output, err, render
 
 if TYPE_CHECKING:
-    from mtv_register.orchestrator import FleetResult, PairOptions
+    from mtv_register.fleet import FleetResult
+    from mtv_register.orchestrator import PairOptions
 
 
 def register_all(defaults: PairOptions, path: Path, parallel: int, output: Output) -> None:
     """Every pair of the file at `path`, registered with the options of `defaults`."""
-    from mtv_register.orchestrator import load_pairs, register_fleet
+    from mtv_register.fleet import load_pairs, register_fleet
 
     pairs = load_pairs(path, defaults)
 

@@ -48,7 +48,7 @@ def _pick_context(label: str, contexts: list[str], exclude: set[str]) -> str:
 
 def ask_names(options: PairOptions) -> PairOptions:
     """`options` with a Provider name asked for each side that has none."""
-    from mtv_register.orchestrator import sides_of
+    from mtv_register.sides import sides_of
 
     given = {"source": options.source_name, "destination": options.destination_name}
     names = {
@@ -80,7 +80,7 @@ def _provider_name(answer: str) -> str:
 
 
 def confirm_summary(options: PairOptions) -> None:
-    from mtv_register.orchestrator import sides_of
+    from mtv_register.sides import sides_of
 
     remote = options.remote
     typer.echo("\nmtv-register will:")

@@ -142,7 +142,8 @@ def register(
     from mtv_register import deadline
     from mtv_register.bootstrap import RemoteSpec
     from mtv_register.errors import UsageError
-    from mtv_register.orchestrator import PairOptions, register_pair, validate
+    from mtv_register.orchestrator import PairOptions, register_pair
+    from mtv_register.sides import validate
 
     check_client(client, oc_path, explain)
     seconds = timeout_seconds(timeout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -27,10 +27,6 @@ from mtv_register.cli.common import (
     render,
     timeout_seconds,
 )
-
-if TYPE_CHECKING:
-    from mtv_register.clusters import Connector
-    from mtv_register.kube import Kube
 
 
 def rotate(
@@ -75,9 +71,9 @@ def rotate(
     explain: ExplainOption = False,
 ) -> None:
     """Rotate Provider credentials with no downtime, using each Provider's own token."""
-    from mtv_register import deadline, forklift
+    from mtv_register import deadline
     from mtv_register.errors import PartialFailure, UsageError
-    from mtv_register.rotation import RotateOptions, recovery_for, rotate_all
+    from mtv_register.rotation import RotateOptions, run
 
     check_client(client, oc_path, explain)
     if bool(provider) == all_providers:
@@ -102,31 +98,18 @@ def rotate(
         timing=connector.timing,
     )
     with explaining(explain, output), deadline.scope(seconds):
-        kube = _open_host(kubeconfig, host, connector, in_cluster=in_cluster)
-        try:
-            # The CronJob's pod runs in the namespace `schedule` checked, and its Role grants
-            # nothing on Namespace objects: there, take the namespace as given.
-            namespace = (
-                mtv_namespace
-                if in_cluster and mtv_namespace
-                else forklift.find_mtv_namespace(kube, mtv_namespace)
-            )
-            recovery = recovery_for(
-                _config_path(kubeconfig),
-                [c for c in (source_context, destination_context) if c],
-                connector,
-            )
-            results = rotate_all(
-                kube,
-                namespace,
-                provider or None,
-                options,
-                _show_change if output is Output.text else (lambda change: None),
-                parallel=parallel,
-                recovery=recovery,
-            )
-        finally:
-            kube.close()
+        results = run(
+            kubeconfig=_config_path(kubeconfig),
+            host=host,
+            in_cluster=in_cluster,
+            mtv_namespace=mtv_namespace,
+            names=provider or None,
+            options=options,
+            report=_show_change if output is Output.text else (lambda change: None),
+            parallel=parallel,
+            admin_contexts=[c for c in (source_context, destination_context) if c],
+            connector=connector,
+        )
 
         def text() -> None:
             for result in results:
@@ -165,10 +148,8 @@ def schedule(
     default client."""
     import yaml
 
-    from mtv_register import forklift
     from mtv_register.errors import UsageError
-    from mtv_register.rotation import check_cron, schedule_manifests
-    from mtv_register.rotation import schedule as write_schedule
+    from mtv_register.schedule import check_cron, install
 
     check_client(client, oc_path, explain)
     duration(max_age, "--max-age")
@@ -179,22 +160,17 @@ def schedule(
             fix="pass the image with mtv-register, e.g. quay.io/example/mtv-register:0.1.0",
         )
     with explaining(explain, Output.text):  # the runbook after the result
-        kube = _open_host(kubeconfig, host, connector_of(ctx, client, oc_path))
-        try:
-            namespace = forklift.find_mtv_namespace(kube, mtv_namespace)
-            if dry_run:
-                objects = schedule_manifests(namespace, every=every, max_age=max_age, image=image)
-            else:
-                objects = write_schedule(
-                    kube,
-                    namespace,
-                    every=every,
-                    max_age=max_age,
-                    image=image,
-                    report=lambda change: typer.echo(str(change)),
-                )
-        finally:
-            kube.close()
+        objects = install(
+            kubeconfig=_config_path(kubeconfig),
+            host=host,
+            mtv_namespace=mtv_namespace,
+            every=every,
+            max_age=max_age,
+            image=image,
+            report=lambda change: typer.echo(str(change)),
+            dry_run=dry_run,
+            connector=connector_of(ctx, client, oc_path),
+        )
         if dry_run:
             for obj in objects:
                 typer.echo("---\n" + yaml.safe_dump(obj, sort_keys=False).rstrip())
@@ -212,37 +188,19 @@ def unschedule(
     explain: ExplainOption = False,
 ) -> None:
     """Remove the rotation CronJob and its account."""
-    from mtv_register import forklift
-    from mtv_register.rotation import unschedule as remove_schedule
+    from mtv_register.schedule import remove
 
     check_client(client, oc_path, explain)
     with explaining(explain, Output.text):  # the runbook after the result
-        kube = _open_host(kubeconfig, host, connector_of(ctx, client, oc_path))
-        try:
-            namespace = forklift.find_mtv_namespace(kube, mtv_namespace)
-            remove_schedule(kube, namespace, lambda change: typer.echo(str(change)))
-        finally:
-            kube.close()
+        remove(
+            kubeconfig=_config_path(kubeconfig),
+            host=host,
+            mtv_namespace=mtv_namespace,
+            report=lambda change: typer.echo(str(change)),
+            connector=connector_of(ctx, client, oc_path),
+        )
         typer.echo("rotation unscheduled")
 
 
 def _config_path(kubeconfig: Path | None) -> str | None:
     return str(kubeconfig) if kubeconfig else None
-
-
-def _open_host(
-    kubeconfig: Path | None,
-    host: str | None,
-    connector: Connector,
-    *,
-    in_cluster: bool = False,
-) -> Kube:
-    """The MTV host on the chosen backend (rotation.open_host)."""
-    from mtv_register.rotation import open_host
-
-    return open_host(
-        kubeconfig=_config_path(kubeconfig),
-        host=host,
-        in_cluster=in_cluster,
-        connector=connector,
-    )

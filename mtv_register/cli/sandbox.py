@@ -1,9 +1,12 @@
 """`sandbox up` serves simulated clusters until stopped; `sandbox demo` shows a registration on
-them, start to end (`mtv_register.sandbox.demo`)."""
+them, start to end (`mtv_register.sandbox.demo`). Where the sandbox is not installed (the
+rotation image leaves it out), both end with one line and exit code 13 (`errors.SandboxMissing`)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +17,22 @@ from mtv_register.cli.common import MtvOn, Output, timing_of
 if TYPE_CHECKING:
     from mtv_register.orchestrator import PairResult
     from mtv_register.sandbox import Sandbox
+
+
+@contextlib.contextmanager
+def _installed() -> Iterator[None]:
+    """The sandbox's imports: where it is not installed, one line and exit 13, no traceback."""
+    try:
+        yield
+    except ImportError as error:
+        if error.name != "mtv_register.sandbox":
+            raise
+        from mtv_register.errors import SandboxMissing
+
+        raise SandboxMissing(
+            "this installation of mtv-register has no sandbox (the rotation image leaves it out)",
+            fix="install the mtv-register package (pip install mtv-register) to run it",
+        ) from None
 
 
 def up(
@@ -55,7 +74,9 @@ def up(
     import threading
 
     from mtv_register.errors import UsageError
-    from mtv_register.sandbox import Sandbox
+
+    with _installed():
+        from mtv_register.sandbox import Sandbox
 
     target = kubeconfig.expanduser().resolve()
     if target.exists() and not force:
@@ -113,7 +134,8 @@ def demo(
     token_delay: Annotated[float, typer.Option(help="Token controller delay, seconds.")] = 0.5,
 ) -> None:
     """Bring up a sandbox, register a pair on a separate MTV host, show it, tear it down."""
-    from mtv_register.sandbox import demo as sandbox_demo
+    with _installed():
+        from mtv_register.sandbox import demo as sandbox_demo
 
     sandbox_demo.run(_Shown(), token_delay=token_delay, timing=timing_of(ctx))
 

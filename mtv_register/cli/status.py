@@ -46,7 +46,7 @@ def status(
     when any Provider is not Ready."""
     from mtv_register import clusters, deadline
     from mtv_register.errors import ProviderNotReady, UsageError
-    from mtv_register.orchestrator import status as read_status
+    from mtv_register.status import status as read_status
 
     check_client(client, oc_path, explain)
     remotes = _remotes(remote or [])

@@ -75,7 +75,9 @@ def unregister(
     from mtv_register import deadline
     from mtv_register.bootstrap import RemoteSpec
     from mtv_register.errors import UsageError
-    from mtv_register.orchestrator import PairOptions, load_pairs, unregister_fleet, unregister_pair
+    from mtv_register.fleet import load_pairs
+    from mtv_register.orchestrator import PairOptions
+    from mtv_register.unregister import unregister_fleet, unregister_pair
 
     check_client(client, oc_path, explain)
     seconds = timeout_seconds(timeout)

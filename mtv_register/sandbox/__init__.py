@@ -7,6 +7,12 @@ mtv-register with no cluster at all.
 
 Each cluster is its own HTTPS server on 127.0.0.1 with its own CA, its own store, RBAC, token
 controller, garbage collector; the MTV host also runs Forklift's provider controller.
+
+The modules of this package are a generic Kubernetes API server (`cluster`, `server`, `api`,
+`store`, `rbac`, `controllers`, `defaults`, ...), which knows nothing of OpenShift or Forklift.
+The OpenShift Virtualization and MTV profile, Forklift's imitation among it, is the subpackage
+`mtv`, which plugs into the server (a CRD profile, a controller on the store, webhooks in the
+admission chain). `Sandbox` here puts the two together; no generic module imports `mtv`.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ import yaml
 from mtv_register.sandbox.certs import CertificateAuthority, new_ca
 from mtv_register.sandbox.cluster import Cluster
 from mtv_register.sandbox.controllers import Controllers
+from mtv_register.sandbox.defaults import install_defaults
 from mtv_register.sandbox.faults import AuditLog
-from mtv_register.sandbox.forklift import ForkliftController
-from mtv_register.sandbox.forklift_core import ForkliftTiming, version
-from mtv_register.sandbox.profiles import MTV_NAMESPACE, install_mtv, install_virtualization
+from mtv_register.sandbox.mtv.controller import ForkliftController
+from mtv_register.sandbox.mtv.profile import MTV_NAMESPACE, install_mtv, install_virtualization
+from mtv_register.sandbox.mtv.reconcile import ForkliftTiming, version
 from mtv_register.sandbox.server import ApiServer
-from mtv_register.sandbox.tokens import ISSUED_TOKENS
+from mtv_register.sandbox.tokenauth import ISSUED_TOKENS
 
 __all__ = ["ISSUED_TOKENS", "MTV_NAMESPACE", "ForkliftTiming", "Sandbox", "SandboxCluster"]
 # How long `start` waits for Forklift to find the host provider Ready, beyond its own delays.
@@ -147,6 +154,7 @@ class Sandbox:
             serving_ca = new_ca(f"{context}-named-certificate-ca")
         server = ApiServer(cluster, serving_ca)
         controllers = Controllers(cluster)
+        install_defaults(cluster)
         install_virtualization(cluster)
         forklift = None
         if context == self.mtv_context:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from mtv_register.sandbox import protobuf, reviews, status, validation
+from mtv_register.sandbox import apistatus, protobuf, reviews, validation
 from mtv_register.sandbox.patch import (
     APPLY_PATCH,
     JSON_PATCH,
@@ -108,8 +108,8 @@ def non_resource(cluster: Cluster, req: Request) -> Response:
     raise not_served()
 
 
-def not_served() -> status.ApiError:
-    return status.ApiError(
+def not_served() -> apistatus.ApiError:
+    return apistatus.ApiError(
         404, "NotFound", "the server could not find the requested resource", details={}
     )
 
@@ -127,22 +127,24 @@ def decode_body(req: Request) -> Obj:
         elif media in ("application/yaml", "application/x-yaml", "text/yaml"):
             value = yaml.safe_load(req.body) or {}
         else:
-            raise status.unsupported_media_type()
+            raise apistatus.unsupported_media_type()
     except (ValueError, yaml.YAMLError) as err:
-        raise status.bad_request(f"the body of the request could not be decoded: {err}") from None
+        raise apistatus.bad_request(
+            f"the body of the request could not be decoded: {err}"
+        ) from None
     if not isinstance(value, dict):
-        raise status.bad_request("the body of the request must be an object")
+        raise apistatus.bad_request("the body of the request must be an object")
     return value
 
 
 def _check_type(rtype: ResourceType, obj: Obj) -> None:
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
     if kind and kind != rtype.kind:
-        raise status.bad_request(
+        raise apistatus.bad_request(
             f"the kind in the data ({kind}) does not match the expected kind ({rtype.kind})"
         )
     if api_version and api_version != rtype.api_version:
-        raise status.bad_request(
+        raise apistatus.bad_request(
             f"the API version in the data ({api_version}) does not match "
             f"the expected API version ({rtype.api_version})"
         )
@@ -158,7 +160,7 @@ def _strict_fields(
     mode = req.query.get("fieldValidation", "Warn")
     if mode == "Strict":
         quoted = ", ".join(f'unknown field "{f}"' for f in unknown)
-        raise status.bad_request(
+        raise apistatus.bad_request(
             f'{rtype.kind} in version "{rtype.version}" cannot be handled as a {rtype.kind}: '
             f"strict decoding error: {quoted}"
         )
@@ -206,12 +208,12 @@ def resource(cluster: Cluster, req: Request, info: RequestInfo, user: UserInfo) 
     if info.subresource and info.subresource not in rtype.subresources:
         raise not_served()
     if info.verb not in rtype.verbs and not info.subresource:
-        raise status.method_not_allowed()
+        raise apistatus.method_not_allowed()
     if rtype.kind in VIRTUAL_KINDS:
         return reviews.review(cluster, rtype, decode_body(req), user)
     if info.subresource == "token":
         if info.verb != "create":
-            raise status.method_not_allowed()
+            raise apistatus.method_not_allowed()
         return reviews.token_request(cluster, info, decode_body(req))
     namespace = info.namespace if rtype.namespaced else ""
     handler = _VERBS[info.verb]
@@ -242,7 +244,7 @@ def _list(
         try:
             start = int(base64.b64decode(req.query["continue"]).decode())
         except ValueError:
-            raise status.bad_request("continue key is not valid") from None
+            raise apistatus.bad_request("continue key is not valid") from None
     limit = int(req.query.get("limit") or 0)
     if start:
         items = items[start:]
@@ -278,8 +280,8 @@ def _watch(
         try:
             since = int(raw_rv)
         except ValueError:
-            raise status.bad_request(f'invalid resource version "{raw_rv}"') from None
-    expired: status.ApiError | None = None
+            raise apistatus.bad_request(f'invalid resource version "{raw_rv}"') from None
+    expired: apistatus.ApiError | None = None
     try:
         events = cluster.store.watch(
             rtype,
@@ -290,7 +292,7 @@ def _watch(
             timeout=timeout,
             stopped=lambda: cluster.stopping,
         )
-    except status.ApiError as err:
+    except apistatus.ApiError as err:
         if err.code != 410:
             raise
         # As the cacher's errWatcher: a parsed but compacted resourceVersion is a 200 whose
@@ -305,7 +307,7 @@ def _watch(
         try:
             for event in events:
                 yield json.dumps({"type": event.type, "object": event.obj}).encode() + b"\n"
-        except status.ApiError as err:
+        except apistatus.ApiError as err:
             yield json.dumps({"type": "ERROR", "object": err.status()}).encode() + b"\n"
 
     return Response(200, stream=stream())
@@ -315,14 +317,14 @@ def _create(
     cluster: Cluster, req: Request, info: RequestInfo, rtype: ResourceType, ns: str, user: UserInfo
 ) -> Response:
     if info.subresource:
-        raise status.method_not_allowed()
+        raise apistatus.method_not_allowed()
     obj = decode_body(req)
     headers: dict[str, str] = {}
     _check_type(rtype, obj)
     meta = obj.setdefault("metadata", {})
     if rtype.namespaced:
         if meta.get("namespace") and meta["namespace"] != ns:
-            raise status.bad_request(
+            raise apistatus.bad_request(
                 "the namespace of the provided object does not match the "
                 "namespace sent on the request"
             )
@@ -352,12 +354,12 @@ def _update(
     _check_type(rtype, obj)
     meta = obj.setdefault("metadata", {})
     if meta.get("name") and meta["name"] != info.name:
-        raise status.bad_request(
+        raise apistatus.bad_request(
             f"the name of the object ({meta['name']}) does not match the "
             f"name on the URL ({info.name})"
         )
     if rtype.namespaced and meta.get("namespace") and meta["namespace"] != ns:
-        raise status.bad_request(
+        raise apistatus.bad_request(
             "the namespace of the provided object does not match the namespace sent on the request"
         )
     meta["name"] = info.name
@@ -382,7 +384,7 @@ def _write(
     if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
         # As the real Store.Update: a stale resourceVersion is a conflict before any validation
         # or validating admission (a webhook never judges a write that could not happen).
-        raise status.conflict(rtype.plural, rtype.group, info.name)
+        raise apistatus.conflict(rtype.plural, rtype.group, info.name)
     _normalize(rtype, obj)
     if info.subresource != "status":
         validation.validate(rtype, obj, current)
@@ -408,35 +410,35 @@ def _patch(
         else (JSON_PATCH, MERGE_PATCH, APPLY_PATCH)
     )
     if media not in accepted:
-        raise status.unsupported_media_type(accepted)
+        raise apistatus.unsupported_media_type(accepted)
     for attempt in range(5):
         current = cluster.store.get(rtype, ns, info.name)
         try:
             patched = apply_patch(current, req.body, media)
         except PatchError as err:
             if err.reason == "UnsupportedMediaType":
-                raise status.unsupported_media_type(accepted) from None
+                raise apistatus.unsupported_media_type(accepted) from None
             if err.reason == "Invalid":
                 # Upstream answers a patch that does not apply with a generic 422, the
                 # patch library's own error left out (NewGenericServerResponse).
-                raise status.ApiError(
+                raise apistatus.ApiError(
                     422,
                     "Invalid",
                     "the server rejected our request due to an error in our request",
                     details={},
                 ) from None
-            raise status.bad_request(str(err)) from None
+            raise apistatus.bad_request(str(err)) from None
         headers: dict[str, str] = {}
         patched.setdefault("metadata", {})
         if patched["metadata"].get("name") != info.name:
-            raise status.bad_request("metadata.name cannot be changed by a patch")
+            raise apistatus.bad_request("metadata.name cannot be changed by a patch")
         _strict_fields(rtype, req, patched, headers)
         explicit_rv = (
             patched["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]
         )
         try:
             return _write(cluster, req, info, rtype, ns, user, patched, headers)
-        except status.ApiError as err:
+        except apistatus.ApiError as err:
             # Without a resourceVersion of the client's, the server retries its own conflicts.
             if err.reason != "Conflict" or explicit_rv or attempt == 4:
                 raise
@@ -456,7 +458,7 @@ def _delete(
         wanted, actual = preconditions.get(key), current["metadata"].get(key)
         if wanted and wanted != actual:
             # rest.BeforeDelete names the kind, not the resource, in this one message.
-            raise status.conflict(
+            raise apistatus.conflict(
                 rtype.kind,
                 rtype.group,
                 info.name,
@@ -517,7 +519,7 @@ def _deletecollection(
                 deleted = cluster.store.delete(
                     rtype, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
                 )
-            except status.ApiError:
+            except apistatus.ApiError:
                 continue
             cluster.after_delete(rtype, deleted)
     return Response(
@@ -553,10 +555,10 @@ def _namespace_accepts(cluster: Cluster, namespace: str, rtype: ResourceType, na
     assert ns_type is not None
     found = cluster.store.find(ns_type, "", namespace)
     if found is None:
-        raise status.not_found("namespaces", "", namespace)
+        raise apistatus.not_found("namespaces", "", namespace)
     if found["metadata"].get("deletionTimestamp"):
-        raise status.forbidden(
-            f'{status.qualified(rtype.plural, rtype.group)} "{name}" is forbidden: unable to '
+        raise apistatus.forbidden(
+            f'{apistatus.qualified(rtype.plural, rtype.group)} "{name}" is forbidden: unable to '
             f"create new content in namespace {namespace} because it is being terminated",
             resource=rtype.plural,
             group=rtype.group,
@@ -580,7 +582,7 @@ def _delete_options(req: Request) -> Obj:
         return {}
     try:
         options = decode_body(req)
-    except status.ApiError:
+    except apistatus.ApiError:
         return {}
     return options
 

@@ -9,13 +9,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mtv_register.sandbox import status
+from mtv_register.sandbox import apistatus
 from mtv_register.sandbox.certs import CertificateAuthority, new_ca
 from mtv_register.sandbox.faults import AuditLog, FaultInjector
 from mtv_register.sandbox.rbac import Authorizer, UserInfo
 from mtv_register.sandbox.resources import Registry, ResourceType
 from mtv_register.sandbox.store import Store
-from mtv_register.sandbox.tokens import Clock, TokenTable
+from mtv_register.sandbox.tokenauth import Clock, TokenTable
 
 Obj = dict[str, Any]
 AdmissionHook = Callable[[str, ResourceType, Obj, "Obj | None", UserInfo], None]
@@ -103,7 +103,7 @@ class Cluster:
             return
         secret["metadata"]["labels"] = {**labels, LEGACY_TOKEN_LAST_USED: today}
         with contextlib.suppress(
-            status.ApiError
+            apistatus.ApiError
         ):  # deleted or changed meanwhile: next use tries again
             self.store.update(self.rtype("", "v1", "secrets"), secret)
 
@@ -144,7 +144,7 @@ class Cluster:
             rules = (role or {}).get("rules") or []
         denial = self.authorizer.escalation_denial(user, namespace, rules)
         if denial:
-            raise status.forbidden(
+            raise apistatus.forbidden(
                 f'{rtype.plural}.{rtype.group} "{name}" is forbidden: {denial}',
                 resource=rtype.plural,
                 group=rtype.group,

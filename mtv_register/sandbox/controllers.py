@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mtv_register.sandbox import status
+from mtv_register.sandbox import apistatus
 from mtv_register.sandbox.cluster import Cluster
 from mtv_register.sandbox.resources import ResourceType, type_from_crd
 from mtv_register.sandbox.store import Event, now_rfc3339
@@ -59,7 +59,7 @@ class Scheduler:
                 _, _, task = heapq.heappop(self._queue)
             try:
                 task()
-            except status.ApiError:
+            except apistatus.ApiError:
                 pass  # the object changed under the controller; its next event re-queues it
             except Exception:  # a controller bug must not kill the cluster
                 import traceback
@@ -160,7 +160,7 @@ class Controllers:
     def _populate_namespace(self, namespace: Obj) -> None:
         name = namespace["metadata"]["name"]
         self._publish_root_ca(name)
-        with contextlib.suppress(status.ApiError):
+        with contextlib.suppress(apistatus.ApiError):
             self.cluster.store.create(
                 self._accounts, {"metadata": {"name": "default", "namespace": name}}
             )
@@ -169,7 +169,7 @@ class Controllers:
         ns = self.cluster.store.find(self._namespaces, "", namespace)
         if ns is None or ns["metadata"].get("deletionTimestamp"):
             return
-        with contextlib.suppress(status.ApiError):
+        with contextlib.suppress(apistatus.ApiError):
             self.cluster.store.create(
                 self._configmaps,
                 {
@@ -241,7 +241,7 @@ class Controllers:
     def _delete_quietly(self, rtype: ResourceType, namespace: str, name: str) -> None:
         try:
             deleted = self.cluster.store.delete(rtype, namespace, name)
-        except status.ApiError:
+        except apistatus.ApiError:
             return
         self._after_delete(rtype, deleted)
 

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 from mtv_register.clusters import Connector
 from mtv_register.orchestrator import PairOptions, PairResult, register_pair
-from mtv_register.orchestrator import status as read_status
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
+from mtv_register.status import status as read_status
 from mtv_register.timing import Timing
 
 KUBECTL_TIMEOUT = 60.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from mtv_register.sandbox import status
+from mtv_register.sandbox import apistatus
 from mtv_register.sandbox.rbac import Attributes, UserInfo
 from mtv_register.sandbox.request import RequestInfo, Response
 from mtv_register.sandbox.resources import ResourceType
@@ -77,7 +77,7 @@ def _access(cluster: Cluster, user: UserInfo, spec: Obj) -> Obj:
             verb=attrs.get("verb", ""), resource_request=False, path=attrs.get("path", "")
         )
     else:
-        raise status.invalid(
+        raise apistatus.invalid(
             "SelfSubjectAccessReview",
             "authorization.k8s.io",
             "",
@@ -105,7 +105,7 @@ def token_request(cluster: Cluster, info: RequestInfo, body: Obj) -> Response:
     seconds = int(spec.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS)
     # Upstream validates with NewInvalid(gvk.GroupKind(), "", errs): the name is left empty.
     if seconds < MIN_TOKEN_SECONDS:
-        raise status.invalid(
+        raise apistatus.invalid(
             "TokenRequest",
             "authentication.k8s.io",
             "",
@@ -117,7 +117,7 @@ def token_request(cluster: Cluster, info: RequestInfo, body: Obj) -> Response:
             ],
         )
     if seconds > MAX_TOKEN_SECONDS:
-        raise status.invalid(
+        raise apistatus.invalid(
             "TokenRequest",
             "authentication.k8s.io",
             "",
@@ -133,7 +133,7 @@ def token_request(cluster: Cluster, info: RequestInfo, body: Obj) -> Response:
     secret_name = secret_uid = ""
     if bound:
         if bound.get("kind") != "Secret":
-            raise status.invalid(
+            raise apistatus.invalid(
                 "TokenRequest",
                 "authentication.k8s.io",
                 info.name,
@@ -149,7 +149,7 @@ def token_request(cluster: Cluster, info: RequestInfo, body: Obj) -> Response:
         secret = cluster.store.get(secret_type, info.namespace, bound.get("name", ""))
         secret_name, secret_uid = secret["metadata"]["name"], secret["metadata"]["uid"]
         if bound.get("uid") and bound["uid"] != secret_uid:
-            raise status.conflict("secrets", "", secret_name)
+            raise apistatus.conflict("secrets", "", secret_name)
     expires_at = cluster.clock.now() + seconds
     token = cluster.tokens.add_service_account(
         info.namespace,

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from mtv_register.sandbox import api, status
+from mtv_register.sandbox import api, apistatus
 from mtv_register.sandbox.certs import CertificateAuthority, serving_context
 from mtv_register.sandbox.cluster import Cluster
 from mtv_register.sandbox.rbac import UserInfo, forbidden_message
@@ -105,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
             attrs = api.authorize(cluster, user, info)
             decision = cluster.authorizer.authorize(user, attrs)
             if not decision.allowed:
-                raise status.forbidden(
+                raise apistatus.forbidden(
                     forbidden_message(user, attrs, decision.reason),
                     resource=info.resource,
                     group=info.api_group,
@@ -115,14 +115,14 @@ class _Handler(BaseHTTPRequestHandler):
                 response = api.resource(cluster, req, info, user)
             else:
                 response = api.non_resource(cluster, req)
-        except status.ApiError as err:
+        except apistatus.ApiError as err:
             response = Response(err.code, err.status())
             if err.retry_after is not None:
                 response.headers["Retry-After"] = str(err.retry_after)
         except Exception:
             traceback.print_exc()
             response = Response(
-                500, status.ApiError(500, "InternalError", "Internal error occurred").status()
+                500, apistatus.ApiError(500, "InternalError", "Internal error occurred").status()
             )
         if fault is not None and fault.after:
             # The work is done but the client never learns it: a lost answer.
@@ -146,7 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
             return ANONYMOUS
         user = self.server.cluster.authenticate(token.strip())
         if user is None:
-            raise status.unauthorized()
+            raise apistatus.unauthorized()
         return user
 
     def _drop(self) -> None:
@@ -217,16 +217,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def _injected(code: int, retry_after: int | None, info: RequestInfo) -> status.ApiError:
+def _injected(code: int, retry_after: int | None, info: RequestInfo) -> apistatus.ApiError:
     if code == 409:
-        return status.conflict(info.resource, info.api_group, info.name)
+        return apistatus.conflict(info.resource, info.api_group, info.name)
     if code == 401:
-        return status.unauthorized()  # as a real server answers it: kubectl prints the reason
+        return apistatus.unauthorized()  # as a real server answers it: kubectl prints the reason
     if code == 403:
-        return status.forbidden("injected fault: forbidden")
+        return apistatus.forbidden("injected fault: forbidden")
     if code == 404:
-        return status.not_found(info.resource, info.api_group, info.name)
-    return status.server_error(code, retry_after)
+        return apistatus.not_found(info.resource, info.api_group, info.name)
+    return apistatus.server_error(code, retry_after)
 
 
 class ApiServer:

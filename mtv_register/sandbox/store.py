@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mtv_register.sandbox import status
+from mtv_register.sandbox import apistatus
 from mtv_register.sandbox.resources import ResourceType
 
 Obj = dict[str, Any]
@@ -79,7 +79,7 @@ def label_matcher(selector: str | None) -> Callable[[dict[str, str]], bool]:
     for part in _split_selector(selector or ""):
         match = _REQ.match(part)
         if not match or (match["neg"] and match["op"]):
-            raise status.bad_request(f"unable to parse requirement: {part!r}")
+            raise apistatus.bad_request(f"unable to parse requirement: {part!r}")
         op = (match["op"] or "").strip() or ("!exists" if match["neg"] else "exists")
         raw = match["value"] or ""
         values = frozenset(v.strip() for v in raw.strip("()").split(",") if v.strip())
@@ -104,11 +104,11 @@ def field_matcher(selector: str | None, rtype: ResourceType) -> Callable[[Obj], 
     for part in _split_selector(selector):
         match = re.match(r"^\s*([A-Za-z0-9_.]+)\s*(==|!=|=)\s*(.*?)\s*$", part)
         if not match:
-            raise status.bad_request(f"invalid field selector: {part!r}")
+            raise apistatus.bad_request(f"invalid field selector: {part!r}")
         name, op, value = match.groups()
         getter = _FIELDS.get(name)
         if getter is None or (name == "type" and rtype.kind != "Secret"):
-            raise status.bad_request(f"field label not supported: {name}")
+            raise apistatus.bad_request(f"field label not supported: {name}")
         tests.append((getter, op == "!=", value))
     return lambda obj: all((get(obj) == value) != negated for get, negated, value in tests)
 
@@ -161,7 +161,7 @@ class Store:
         with self._changed:
             obj = self._objects.get((rtype.key, namespace, name))
             if obj is None:
-                raise status.not_found(rtype.plural, rtype.group, name)
+                raise apistatus.not_found(rtype.plural, rtype.group, name)
             return copy.deepcopy(obj)
 
     def find(self, rtype: ResourceType, namespace: str, name: str) -> Obj | None:
@@ -205,7 +205,7 @@ class Store:
             name = meta["name"]
             key = (rtype.key, namespace, name)
             if key in self._objects:
-                raise status.already_exists(rtype.plural, rtype.group, name)
+                raise apistatus.already_exists(rtype.plural, rtype.group, name)
             meta["uid"] = str(uuid.uuid4())
             meta["resourceVersion"] = self._next_rv()
             meta["creationTimestamp"] = now_rfc3339()
@@ -228,10 +228,10 @@ class Store:
             key = (rtype.key, namespace, name)
             current = self._objects.get(key)
             if current is None:
-                raise status.not_found(rtype.plural, rtype.group, name)
+                raise apistatus.not_found(rtype.plural, rtype.group, name)
             wanted_rv = meta.get("resourceVersion")
             if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
-                raise status.conflict(rtype.plural, rtype.group, name)
+                raise apistatus.conflict(rtype.plural, rtype.group, name)
             updated = self._merge_for_update(rtype, current, obj, subresource)
             if _same_content(updated, current):
                 return copy.deepcopy(current)
@@ -287,7 +287,7 @@ class Store:
             key = (rtype.key, namespace if rtype.namespaced else "", name)
             current = self._objects.get(key)
             if current is None:
-                raise status.not_found(rtype.plural, rtype.group, name)
+                raise apistatus.not_found(rtype.plural, rtype.group, name)
             meta = current["metadata"]
             if rtype.has_generation and not meta.get("deletionTimestamp"):
                 meta["generation"] = meta.get("generation", 1) + 1
@@ -312,11 +312,11 @@ class Store:
             key = (rtype.key, ns, name)
             current = self._objects.get(key)
             if current is None:
-                raise status.not_found(rtype.plural, rtype.group, name)
+                raise apistatus.not_found(rtype.plural, rtype.group, name)
             if uid and current["metadata"]["uid"] != uid:
-                raise status.conflict(rtype.plural, rtype.group, name)
+                raise apistatus.conflict(rtype.plural, rtype.group, name)
             if resource_version and current["metadata"]["resourceVersion"] != resource_version:
-                raise status.conflict(rtype.plural, rtype.group, name)
+                raise apistatus.conflict(rtype.plural, rtype.group, name)
             del self._objects[key]
             current["metadata"]["resourceVersion"] = self._next_rv()
             event = self._commit("DELETED", rtype, current)
@@ -346,7 +346,7 @@ class Store:
         fields_ok = field_matcher(field_selector, rtype)
         with self._changed:
             if self._events and since < self._events[0].resource_version - 1:
-                raise status.gone(
+                raise apistatus.gone(
                     f"too old resource version: {since} ({self._events[0].resource_version - 1})"
                 )
         return self._follow(rtype, namespace, since, labels_ok, fields_ok, timeout, stopped)

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from mtv_register.sandbox import status
+from mtv_register.sandbox import apistatus
 from mtv_register.sandbox.resources import ResourceType
 
 Obj = dict[str, Any]
@@ -137,7 +137,9 @@ def validate(rtype: ResourceType, obj: Obj, old: Obj | None = None) -> None:
     if checker is not None:
         causes += checker(obj, old)
     if causes:
-        raise status.invalid(rtype.kind, rtype.group, name or meta.get("generateName", ""), causes)
+        raise apistatus.invalid(
+            rtype.kind, rtype.group, name or meta.get("generateName", ""), causes
+        )
 
 
 def _secret(obj: Obj, old: Obj | None) -> Causes:
@@ -154,7 +156,7 @@ def _secret(obj: Obj, old: Obj | None) -> Causes:
         try:
             base64.b64decode(value or "", validate=True)
         except (binascii.Error, ValueError):
-            raise status.bad_request(
+            raise apistatus.bad_request(
                 f'Secret in version "v1" cannot be handled as a Secret: illegal base64 data '
                 f"at input byte 0 (key {key})"
             ) from None

@@ -22,11 +22,13 @@ from typing import Any
 import pytest
 import yaml
 
-from mtv_register import errors, forklift, naming, orchestrator
+from mtv_register import errors, forklift, naming, sides
+from mtv_register.api_kube import ApiKube
 from mtv_register.clusters import Connector
-from mtv_register.kube import NAMESPACE, ApiKube
+from mtv_register.kube import NAMESPACE
 from mtv_register.orchestrator import register_pair
-from mtv_register.rotation import RotateOptions, open_host, rotate_all
+from mtv_register.registration import open_host
+from mtv_register.rotation import RotateOptions, rotate_all
 from mtv_register.sandbox import Sandbox
 from mtv_register.timing import Timing
 from tests.conftest import FAST_FORKLIFT
@@ -258,7 +260,7 @@ def test_register_racing_rotate_ends_with_one_working_token(
 # Secret (the token it keeps is then revoked before its proof), and after its proof, before it
 # writes on the host. `drift` makes that write necessary: it must not undo the rotation.
 WINDOWS = {
-    "after the read, before the proof": (orchestrator, "_prove_token", False),
+    "after the read, before the proof": (sides, "prove_token", False),
     "after the proof, before the write": (forklift, "ensure_provider", False),
     "before a drift repair's write": (forklift, "ensure_provider", True),
 }

@@ -13,7 +13,8 @@ import pytest
 from mtv_register import errors
 from mtv_register.clusters import Connector
 from mtv_register.orchestrator import register_pair
-from mtv_register.rotation import RotateOptions, open_host, rotate_all
+from mtv_register.registration import open_host
+from mtv_register.rotation import RotateOptions, rotate_all
 from mtv_register.sandbox import Sandbox
 from mtv_register.timing import Timing
 from tests.conftest import FAST_FORKLIFT

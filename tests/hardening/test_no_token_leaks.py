@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mtv_register import errors, manifests
-from mtv_register.kube import ApiKube
+from mtv_register.api_kube import ApiKube
 from mtv_register.sandbox import ISSUED_TOKENS
 from mtv_register.timing import Timing
 from tests.integration.conftest import assert_no_token_in_any_form

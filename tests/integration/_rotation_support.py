@@ -8,11 +8,12 @@ import time
 from typing import Any
 
 from mtv_register import errors, forklift, naming
-from mtv_register.kube import NAMESPACE, ApiKube
+from mtv_register.api_kube import ApiKube
+from mtv_register.kube import NAMESPACE
 from mtv_register.orchestrator import register_pair
 from mtv_register.sandbox import MTV_NAMESPACE
 from mtv_register.sandbox.controllers import TOKEN_TYPE
-from mtv_register.sandbox.forklift import connection_test
+from mtv_register.sandbox.mtv.controller import connection_test
 from mtv_register.timing import Timing
 from tests.integration.conftest import pair_options, wait_for
 from tests.target import TOKEN_CACHE_SECONDS, Target

@@ -24,8 +24,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from mtv_register import clusters, verdicts
+from mtv_register.api_kube import USER_AGENT
 from mtv_register.cli import app
-from mtv_register.kube import PROVIDER, USER_AGENT, AlreadyExists, Kube, NotFound
+from mtv_register.kube import PROVIDER, AlreadyExists, Kube, NotFound
 from mtv_register.orchestrator import PairOptions, register_pair
 from mtv_register.sandbox import ISSUED_TOKENS, MTV_NAMESPACE, Sandbox
 from mtv_register.timing import Timing

@@ -12,10 +12,12 @@ import pytest
 from mtv_register import forklift, naming
 from mtv_register.bootstrap import RemoteSpec
 from mtv_register.clusters import Connector
-from mtv_register.orchestrator import PairOptions, register_pair, unregister_pair
-from mtv_register.rotation import RotateOptions, open_host, rotate_all
+from mtv_register.orchestrator import PairOptions, register_pair
+from mtv_register.registration import open_host
+from mtv_register.rotation import RotateOptions, rotate_all
 from mtv_register.sandbox import Sandbox
 from mtv_register.timing import Timing
+from mtv_register.unregister import unregister_pair
 from tests.integration.conftest import (
     CliRun,
     active_backend,

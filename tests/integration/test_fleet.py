@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mtv_register.orchestrator import PairOptions, load_pairs
+from mtv_register.fleet import load_pairs
+from mtv_register.orchestrator import PairOptions
 from tests.integration.conftest import CliRun, Mark, mark, writes_since
 from tests.target import Target
 

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from mtv_register import errors, manifests, naming, orchestrator, verdicts
+from mtv_register import errors, manifests, naming, sides, verdicts
 from mtv_register.bootstrap import RemoteSpec
 from mtv_register.kube import CLUSTER_ROLE, SECRET, Kind
 from mtv_register.orchestrator import register_pair
-from mtv_register.rotation import RotateOptions, open_host, rotate_all
+from mtv_register.registration import open_host
+from mtv_register.rotation import RotateOptions, rotate_all
 from tests.conftest import SandboxFactory
 from tests.integration.conftest import (
     CliRun,
@@ -43,16 +44,16 @@ def _registered_with(
 ) -> None:
     """The source is registered with `url` or `ca_pem` instead of its own, past the tool's
     checks (as a URL that only the MTV host cannot reach would be)."""
-    checks = orchestrator._url_and_ca
+    checks = sides.url_and_ca
 
-    def overridden(side: orchestrator.Side, *args: Any) -> None:
+    def overridden(side: sides.Side, *args: Any) -> None:
         checks(side, *args)
         if side.role == "source":
             side.url = url or side.url
             side.ca_pem = ca_pem or side.ca_pem
 
-    monkeypatch.setattr(orchestrator, "_url_and_ca", overridden)
-    monkeypatch.setattr(orchestrator, "_prove_token", lambda side, options: None)
+    monkeypatch.setattr(sides, "url_and_ca", overridden)
+    monkeypatch.setattr(sides, "prove_token", lambda side, options: None)
 
 
 def _condition(target: Target, name: str) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from mtv_register import clusters, errors, naming, oc_backend
+from mtv_register import clusters, errors, naming, oc_backend, oc_trail
+from mtv_register.api_kube import USER_AGENT
 from mtv_register.kube import (
     CLUSTER_ROLE_BINDING,
     CONFIG_MAP,
@@ -30,7 +31,6 @@ from mtv_register.kube import (
     PROVIDER,
     SECRET,
     SERVICE_ACCOUNT,
-    USER_AGENT,
     AlreadyExists,
     Conflict,
     Invalid,
@@ -392,7 +392,7 @@ def test_no_command_carries_a_token_and_each_names_its_kubeconfig_and_context(
         arg.partition("=")[2]
         for argv in commands
         for arg in argv
-        if arg.startswith("--kubeconfig=") and oc_backend.TOKEN_KUBECONFIG_PREFIX in arg
+        if arg.startswith("--kubeconfig=") and oc_trail.TOKEN_KUBECONFIG_PREFIX in arg
     }
     assert token_kubeconfigs, "the service accounts' own clients ran no command"
     assert not [path for path in token_kubeconfigs if os.path.exists(path)], "left on disk"
@@ -423,7 +423,7 @@ def test_explain_prints_the_commands_as_a_runbook_after_the_result(
         "create" in line and "# stdin: Secret openshift-mtv/source-credentials" in line
         for line in runbook
     )
-    assert any(oc_backend.TOKEN_KUBECONFIG_PREFIX in line for line in runbook)
+    assert any(oc_trail.TOKEN_KUBECONFIG_PREFIX in line for line in runbook)
     assert_no_token_in_any_form(result.stdout + result.stderr)
 
 

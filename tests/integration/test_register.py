@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from mtv_register import errors, manifests, naming, orchestrator
+from mtv_register import errors, manifests, naming, orchestrator, sides
 from mtv_register.kube import CLUSTER_ROLE, PROVIDER, SECRET
 from mtv_register.orchestrator import register_pair
 from tests.conftest import SandboxFactory
 from tests.integration.conftest import (
+    Backend,
     admin_client,
     assert_nothing_written,
     decoded,
@@ -264,10 +265,10 @@ def test_a_token_revoked_after_the_proof_fails_forklifts_test_and_a_rerun_repair
     """Forklift's webhook lets the Secret in (discovery wraps the 401, so its test never says
     401); the Provider's test then fails with ConnectionTestFailed, never ConnectionAuthFailed,
     and the tool finds the cause itself: the token is refused (exit 8)."""
-    prove = orchestrator._prove_token
+    prove = sides.prove_token
     source = admin_client(target.kubeconfig, "source")
 
-    def prove_then_revoke(side: orchestrator.Side, options: orchestrator.PairOptions) -> None:
+    def prove_then_revoke(side: sides.Side, options: orchestrator.PairOptions) -> None:
         prove(side, options)
         if side.role == "source":  # someone deletes the token Secret: the token is revoked
             assert side.token is not None
@@ -275,7 +276,7 @@ def test_a_token_revoked_after_the_proof_fails_forklifts_test_and_a_rerun_repair
             # (a real API server accepts it for up to 10 s more, from its token cache)
             assert target.refuses("source", side.token.token)
 
-    monkeypatch.setattr(orchestrator, "_prove_token", prove_then_revoke)
+    monkeypatch.setattr(sides, "prove_token", prove_then_revoke)
 
     with pytest.raises(errors.AuthenticationFailed) as caught:
         register_pair(pair_options(target.kubeconfig))
@@ -292,7 +293,7 @@ def test_a_token_revoked_after_the_proof_fails_forklifts_test_and_a_rerun_repair
     assert "ConnectionAuthFailed" not in found
     assert found["ConnectionTestFailed"]["message"].endswith("Unauthorized")
 
-    monkeypatch.setattr(orchestrator, "_prove_token", prove)
+    monkeypatch.setattr(sides, "prove_token", prove)
     result = register_pair(pair_options(target.kubeconfig))
     assert [p.phase for p in result.providers] == ["Ready", "Ready"]
     assert_registered(target, "source", "source")
@@ -435,6 +436,26 @@ def test_transient_errors_are_retried_and_permanent_ones_are_not(target: Target)
         register_pair(pair_options(target.kubeconfig))
     updates = [uri for uri in _uris(target, since, "source") if "/clusterroles/" in uri]
     assert len(updates) == 1
+
+
+@pytest.mark.sandbox_only("makes the source refuse the first two proofs of the new token (401)")
+@pytest.mark.needs_forklift
+def test_a_token_just_issued_that_is_refused_for_a_moment_is_proven_again(
+    target: Target, backend: Backend
+) -> None:
+    """kube-apiserver may refuse a legacy token for a moment after its account was made again
+    under the same name (its informer still holds the old account's uid): the proof tries
+    again for a few seconds, where it used to blame the URL at once."""
+    faults = target.sandbox["source"].cluster.faults
+    # The proof is the only list of namespaces: the admin's steps read objects by name.
+    refused = faults.inject(
+        "list", "^/api/v1/namespaces$", status=401, count=2, agent=backend.agent
+    )
+
+    result = register_pair(pair_options(target.kubeconfig))
+
+    assert refused.hits == 2
+    assert [p.phase for p in result.providers] == ["Ready", "Ready"]
 
 
 # -- dry run -------------------------------------------------------------------------------------

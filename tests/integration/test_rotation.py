@@ -18,7 +18,7 @@ from typer.testing import Result
 from mtv_register import clusters, manifests, naming, rotation, verdicts
 from mtv_register.kube import CLUSTER_ROLE, SERVICE_ACCOUNT, Kube
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
-from mtv_register.sandbox.forklift import FORKLIFT_USER_AGENT
+from mtv_register.sandbox.mtv.controller import FORKLIFT_USER_AGENT
 from mtv_register.timing import Timing
 from tests.integration._rotation_support import (
     HOST,

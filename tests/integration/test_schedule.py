@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from mtv_register import clusters, manifests, naming
+from mtv_register import clusters, naming, schedule
 from mtv_register.kube import ROLE_BINDING, Kube
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
 from mtv_register.timing import Timing
@@ -155,7 +155,7 @@ def test_schedule_creates_the_rotator_account_role_binding_and_cron_job(
         assert obj is not None, f"{plural}/{name} was not created"
         assert obj["metadata"]["labels"][naming.MANAGED_BY_LABEL] == naming.MANAGED_BY
     role = stored(scheduled, "roles", ROTATOR)
-    assert role["rules"] == manifests.ROTATOR_RULES
+    assert role["rules"] == schedule.ROTATOR_RULES
     binding = stored(scheduled, "rolebindings", ROTATOR)
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -171,7 +171,7 @@ def test_schedule_creates_the_rotator_account_role_binding_and_cron_job(
     pod = spec["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == ROTATOR
     assert pod["containers"][0]["image"] == "x"
-    assert pod["containers"][0]["args"] == manifests.rotation_command(MTV_NAMESPACE, "0s")
+    assert pod["containers"][0]["args"] == schedule.rotation_command(MTV_NAMESPACE, "0s")
 
     since = mark(scheduled)
     again = cli(*schedule_args(kubeconfig))

@@ -15,8 +15,8 @@ from cryptography import x509
 
 from mtv_register import manifests, naming
 from mtv_register.kube import CLUSTER_ROLE, NAMESPACE, PROVIDER, SECRET
-from mtv_register.orchestrator import unregister_pair
 from mtv_register.sandbox import MTV_NAMESPACE
+from mtv_register.unregister import unregister_pair
 from tests.conftest import SandboxFactory
 from tests.integration.conftest import (
     CliRun,

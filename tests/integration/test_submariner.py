@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mtv_register import manifests, naming
-from mtv_register.kube import ApiKube
+from mtv_register.api_kube import ApiKube
 from tests.integration.conftest import CliRun
 from tests.target import Target
 

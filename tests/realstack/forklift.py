@@ -79,7 +79,7 @@ def start_imitation(
         [
             sys.executable,
             "-m",
-            "mtv_register.sandbox.forklift_remote",
+            "mtv_register.sandbox.mtv.remote",
             "--kubeconfig",
             str(kubeconfig),
             "--context",

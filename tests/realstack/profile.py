@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from mtv_register.sandbox.profiles import MTV_NAMESPACE, Placed, mtv_objects, virtualization_objects
+from mtv_register.sandbox.defaults import Placed
+from mtv_register.sandbox.mtv.profile import MTV_NAMESPACE, mtv_objects, virtualization_objects
 from tests.realstack.api import Admin, wait_until
 
 Obj = dict[str, Any]

@@ -19,7 +19,7 @@ import pytest
 from kubernetes.client import ApiClient, ApiException
 
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
-from mtv_register.sandbox.forklift import CONNECTION_TEST_PATHS, WEBHOOK
+from mtv_register.sandbox.mtv.controller import CONNECTION_TEST_PATHS, WEBHOOK
 from tests.conftest import SandboxFactory
 from tests.sandbox.helpers import wait_for
 

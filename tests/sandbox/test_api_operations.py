@@ -18,7 +18,7 @@ import urllib3
 from kubernetes.client import ApiClient, ApiException
 
 from mtv_register.sandbox import Sandbox, SandboxCluster
-from mtv_register.sandbox.forklift import CONTROLLER_USER
+from mtv_register.sandbox.mtv.controller import CONTROLLER_USER
 from tests.conftest import FAST_FORKLIFT, SandboxFactory, assert_no_token
 from tests.sandbox.helpers import wait_for
 

@@ -1,4 +1,4 @@
-"""Forklift's provider controller as a pure pass (`forklift_core.reconcile`), per version: each
+"""Forklift's provider controller as a pure pass (`mtv.reconcile.reconcile`), per version: each
 condition it sets, Staging then Ready, the requeues, the collector it keeps, and the helpers
 that answer as Go does (ParseBool, url.Parse). No network: the connection test is a stub."""
 
@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from mtv_register.sandbox.forklift_core import (
+from mtv_register.sandbox.mtv.golang import parse_bool, url_parse_error
+from mtv_register.sandbox.mtv.reconcile import (
     VERSIONS,
     Collector,
     ConnectionOutcome,
@@ -20,7 +21,6 @@ from mtv_register.sandbox.forklift_core import (
     reconcile,
     version,
 )
-from mtv_register.sandbox.forklift_go import parse_bool, url_parse_error
 
 Obj = dict[str, Any]
 TIMING = ForkliftTiming()  # Forklift's own delays: nothing here waits for them

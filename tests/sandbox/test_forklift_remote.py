@@ -1,4 +1,4 @@
-"""The Forklift imitation as a process of its own (Driver B, `forklift_remote`), against an
+"""The Forklift imitation as a process of its own (Driver B, `mtv.remote`), against an
 embedded sandbox without Forklift: it lists and watches through the API, writes status through
 `/status`, registers its webhooks and answers AdmissionReviews over HTTPS. The sandbox does not
 call webhooks (its own admission chain stands for them), so the tests POST the reviews."""
@@ -32,8 +32,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
 from mtv_register.sandbox.certs import CertificateAuthority, new_ca, serving_context
-from mtv_register.sandbox.forklift_kube import USER_AGENT, Kube
-from mtv_register.sandbox.forklift_remote import READY_LINE, RemoteForklift
+from mtv_register.sandbox.mtv.apiclient import USER_AGENT, Kube
+from mtv_register.sandbox.mtv.remote import READY_LINE, RemoteForklift
 from tests.conftest import FAST_FORKLIFT, SandboxFactory
 from tests.sandbox.helpers import wait_for
 from tests.sandbox.test_api_controllers import (
@@ -345,7 +345,7 @@ def test_the_process_says_ready_once_and_exits_0_on_a_signal(
     command = [
         sys.executable,
         "-m",
-        "mtv_register.sandbox.forklift_remote",
+        "mtv_register.sandbox.mtv.remote",
         "--kubeconfig",
         str(kubeconfig),
         "--context",
@@ -380,7 +380,7 @@ def test_a_context_that_does_not_exist_is_one_line_and_exit_1(
         [
             sys.executable,
             "-m",
-            "mtv_register.sandbox.forklift_remote",
+            "mtv_register.sandbox.mtv.remote",
             "--kubeconfig",
             str(quiet_sandbox[1]),
             "--context",

@@ -15,7 +15,7 @@ import kubernetes
 import pytest
 
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
-from mtv_register.sandbox.forklift import (
+from mtv_register.sandbox.mtv.controller import (
     CONNECTION_TEST_PATHS,
     CONTROLLER_USER,
     FORKLIFT_USER_AGENT,

@@ -1,9 +1,9 @@
 """Forklift on the sandbox's MTV host, in-process: the provider controller and forklift-api's
 provider-Secret webhooks, driven by the cluster's store (Driver A).
 
-The controller is `forklift_loop.ProviderLoop` over the store (Forklift's informer cache), fed by
+The controller is `loop.ProviderLoop` over the store (Forklift's informer cache), fed by
 the store's listener (its watches); the webhooks hang in the cluster's admission chain, where the
-real API server would call them. `forklift_remote` runs the same loop against a real API server.
+real API server would call them. `remote` runs the same loop against a real API server.
 """
 
 from __future__ import annotations
@@ -15,27 +15,27 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mtv_register.sandbox import forklift_admission as admission
-from mtv_register.sandbox import status
+from mtv_register.sandbox import apistatus
 from mtv_register.sandbox.cluster import Cluster
-from mtv_register.sandbox.forklift_conditions import Recorded
-from mtv_register.sandbox.forklift_core import (
-    Collector,
-    ConnectionOutcome,
-    ConnectionParams,
-    ForkliftTiming,
-    version,
-)
-from mtv_register.sandbox.forklift_loop import ProviderLoop
-from mtv_register.sandbox.forklift_probe import (
+from mtv_register.sandbox.mtv import admission
+from mtv_register.sandbox.mtv.conditions import Recorded
+from mtv_register.sandbox.mtv.loop import ProviderLoop
+from mtv_register.sandbox.mtv.probe import (
     API_AGENT,
     CONTROLLER_AGENT,
     TEST_RESOURCES,
     Endpoint,
     probe,
 )
+from mtv_register.sandbox.mtv.profile import MTV_NAMESPACE
+from mtv_register.sandbox.mtv.reconcile import (
+    Collector,
+    ConnectionOutcome,
+    ConnectionParams,
+    ForkliftTiming,
+    version,
+)
 from mtv_register.sandbox.patch import JSON_PATCH, apply_patch
-from mtv_register.sandbox.profiles import MTV_NAMESPACE
 from mtv_register.sandbox.rbac import UserInfo
 from mtv_register.sandbox.resources import ResourceType
 from mtv_register.sandbox.server import ApiServer
@@ -153,7 +153,7 @@ class ForkliftController:
     def _write_status(self, provider: Obj) -> int:
         try:
             self.cluster.store.update(self.providers, provider, subresource="status")
-        except status.ApiError as err:
+        except apistatus.ApiError as err:
             return err.code
         return 200
 
@@ -200,7 +200,7 @@ class ForkliftController:
         if mutated is None:  # forklift-api panicked: the connection closes with no answer
             raise _call_failed(admission.MUTATING_WEBHOOK, admission.MUTATE_PATH, "EOF")
         if not mutated["allowed"]:
-            raise status.ApiError(*_denied(admission.MUTATING_WEBHOOK, mutated))
+            raise apistatus.ApiError(*_denied(admission.MUTATING_WEBHOOK, mutated))
         if mutated.get("patch"):
             patched = apply_patch(obj, base64.b64decode(mutated["patch"]), JSON_PATCH)
             obj.clear()
@@ -221,14 +221,14 @@ class ForkliftController:
                 admission.VALIDATING_WEBHOOK, admission.VALIDATE_PATH, "context deadline exceeded"
             )
         if not answers[0]["allowed"]:
-            raise status.ApiError(*_denied(admission.VALIDATING_WEBHOOK, answers[0]))
+            raise apistatus.ApiError(*_denied(admission.VALIDATING_WEBHOOK, answers[0]))
 
 
-def _call_failed(webhook: str, path: str, cause: str) -> status.ApiError:
+def _call_failed(webhook: str, path: str, cause: str) -> apistatus.ApiError:
     message = admission.call_failure(webhook, MTV_NAMESPACE, path, cause)
     # apierrors.NewInternalError: the error itself is the one cause.
     cause_text = message.removeprefix("Internal error occurred: ")
-    return status.ApiError(
+    return apistatus.ApiError(
         500, "InternalError", message, details={"causes": [{"message": cause_text}]}
     )
 

@@ -1,10 +1,10 @@
 """The Forklift imitation as a controller of its own against a real API server (Driver B).
 
-    python -m mtv_register.sandbox.forklift_remote --kubeconfig PATH --context CTX \\
+    python -m mtv_register.sandbox.mtv.remote --kubeconfig PATH --context CTX \\
         [--namespace openshift-mtv] [--forklift-version v2.12.5] [--webhook-port 0]
 
 It lists and watches Providers and Secrets with the kubeconfig's credentials, runs Forklift's
-provider controller (`forklift_loop`, the same as in the sandbox) and writes status through
+provider controller (`loop`, the same as in the sandbox) and writes status through
 `/status`; it serves forklift-api's provider-Secret webhooks on 127.0.0.1 and registers them.
 It prints `forklift imitation ready` once the webhooks are registered and the `host` Provider
 is reconciled; SIGTERM or SIGINT end it (the webhook configurations stay, as a crashed
@@ -23,8 +23,11 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from mtv_register.sandbox.forklift_conditions import Recorded
-from mtv_register.sandbox.forklift_core import (
+from mtv_register.sandbox.mtv.apiclient import Kube, KubeError, collection
+from mtv_register.sandbox.mtv.conditions import Recorded
+from mtv_register.sandbox.mtv.loop import ProviderLoop
+from mtv_register.sandbox.mtv.probe import API_AGENT, CONTROLLER_AGENT, probe
+from mtv_register.sandbox.mtv.reconcile import (
     LATEST,
     VERSIONS,
     ConnectionOutcome,
@@ -32,10 +35,7 @@ from mtv_register.sandbox.forklift_core import (
     ForkliftTiming,
     version,
 )
-from mtv_register.sandbox.forklift_kube import Kube, KubeError, collection
-from mtv_register.sandbox.forklift_loop import ProviderLoop
-from mtv_register.sandbox.forklift_probe import API_AGENT, CONTROLLER_AGENT, probe
-from mtv_register.sandbox.forklift_webhook import WebhookServer
+from mtv_register.sandbox.mtv.webhook import WebhookServer
 from mtv_register.sandbox.store import now_rfc3339
 
 Obj = dict[str, Any]
@@ -286,7 +286,7 @@ class RemoteForklift:
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m mtv_register.sandbox.forklift_remote",
+        prog="python -m mtv_register.sandbox.mtv.remote",
         description="Run the sandbox's Forklift imitation against a real API server.",
     )
     parser.add_argument("--kubeconfig", required=True)

@@ -17,9 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from mtv_register.sandbox import forklift_admission as admission
 from mtv_register.sandbox.certs import new_ca, serving_context
-from mtv_register.sandbox.forklift_core import ForkliftVersion, Tester
+from mtv_register.sandbox.mtv import admission
+from mtv_register.sandbox.mtv.reconcile import ForkliftVersion, Tester
 
 Obj = dict[str, Any]
 Log = Callable[[str], None]

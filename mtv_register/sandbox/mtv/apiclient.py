@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 
 import kubernetes
 
-from mtv_register.sandbox.forklift_probe import Endpoint
+from mtv_register.sandbox.mtv.probe import Endpoint
 
 Obj = dict[str, Any]
 REQUEST_TIMEOUT = 30.0

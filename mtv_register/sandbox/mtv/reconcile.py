@@ -2,9 +2,9 @@
 
 Given the Provider, its Secret, the collector Forklift holds for it and what the connection test
 returns, `reconcile` says what Forklift writes to status, when it looks again, which collector it
-keeps and which Events it records. The drivers (`forklift.py` in-process, `forklift_remote.py`
-against any API server) do the reading, testing and writing. Facts from kubev2v/forklift at
-v2.10.6, v2.11.7 and v2.12.5 (`pkg/controller/provider/{controller,validation}.go`).
+keeps and which Events it records. The drivers (`controller` in-process, `remote` against any API
+server) do the reading, testing and writing. Facts from kubev2v/forklift at v2.10.6, v2.11.7 and
+v2.12.5 (`pkg/controller/provider/{controller,validation}.go`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtv_register.sandbox.forklift_conditions import Conditions, Recorded, condition
-from mtv_register.sandbox.forklift_go import parse_bool, url_parse_error
+from mtv_register.sandbox.mtv.conditions import Conditions, Recorded, condition
+from mtv_register.sandbox.mtv.golang import parse_bool, url_parse_error
 
 Obj = dict[str, Any]
 _TYPES_2_10 = ("openshift", "vsphere", "ovirt", "openstack", "ova")

@@ -15,7 +15,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from mtv_register.sandbox.forklift_core import (
+from mtv_register.sandbox.mtv.golang import parse_bool, parse_bool_error
+from mtv_register.sandbox.mtv.reconcile import (
     ConnectionOutcome,
     ConnectionParams,
     ForkliftVersion,
@@ -23,7 +24,6 @@ from mtv_register.sandbox.forklift_core import (
     has_ca,
     secret_value,
 )
-from mtv_register.sandbox.forklift_go import parse_bool, parse_bool_error
 
 Obj = dict[str, Any]
 CONFIGURATION = "forklift-api-secrets"  # both configurations: {{ api_deployment_name }}-secrets

@@ -1,7 +1,7 @@
-"""Forklift's provider controller around its pure pass (`forklift_core.reconcile`): the watches
+"""Forklift's provider controller around its pure pass (`reconcile.reconcile`): the watches
 with Forklift's predicate, the work queue, the collectors it holds, the status write and the
 requeue. Both drivers run this loop; each gives it a cache to read, a way to write status and a
-way to record Events (`forklift.py` the sandbox's store, `forklift_remote.py` a real API server).
+way to record Events (`controller` the sandbox's store, `remote` a real API server).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from mtv_register.sandbox.forklift_conditions import Recorded
-from mtv_register.sandbox.forklift_core import (
+from mtv_register.sandbox.mtv.conditions import Recorded
+from mtv_register.sandbox.mtv.reconcile import (
     Collector,
     ForkliftTiming,
     ForkliftVersion,
@@ -19,7 +19,7 @@ from mtv_register.sandbox.forklift_core import (
     imitated,
     reconcile,
 )
-from mtv_register.sandbox.forklift_queue import WorkQueue
+from mtv_register.sandbox.mtv.workqueue import WorkQueue
 from mtv_register.sandbox.store import now_rfc3339
 
 Obj = dict[str, Any]

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from mtv_register.sandbox.forklift_core import ConnectionOutcome, ConnectionParams, ForkliftTiming
-from mtv_register.sandbox.forklift_go import url_parse_error
-from mtv_register.sandbox.forklift_x509 import ca_pool, verify_failure
+from mtv_register.sandbox.mtv.golang import url_parse_error
+from mtv_register.sandbox.mtv.reconcile import ConnectionOutcome, ConnectionParams, ForkliftTiming
+from mtv_register.sandbox.mtv.trust import ca_pool, verify_failure
 
 CONTROLLER_AGENT = "forklift-controller/v0.0.0 (linux/amd64) kubernetes/$Format"
 API_AGENT = "forklift-api/v0.0.0 (linux/amd64) kubernetes/$Format"
