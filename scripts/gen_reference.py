@@ -50,7 +50,7 @@ def render() -> str:
     lines = [
         "# Command reference",
         "",
-        "<!-- Generated from the Typer app in mtv_register/cli.py by scripts/gen_reference.py;",
+        "<!-- Generated from the Typer app in mtv_register/cli/ by scripts/gen_reference.py;",
         f"     do not edit by hand. Regenerate with: {REGENERATE} -->",
         "",
         "Every option of every `mtv-register` command, generated from the code. Every command",
