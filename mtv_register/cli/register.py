@@ -147,6 +147,11 @@ def register(
 
     check_client(client, oc_path, explain)
     seconds = timeout_seconds(timeout)
+    if pairs is not None and dry_run:
+        raise UsageError(
+            "--dry-run renders one pair: with --pairs it would register the whole fleet",
+            fix="drop --dry-run, or dry-run each pair with --source/--destination",
+        )
     if pairs is not None and (source or destination):
         raise UsageError(
             "--pairs and --source/--destination exclude each other",

@@ -146,6 +146,20 @@ def test_pairs_and_source_exclude_each_other(target: Target, tmp_path: Path, cli
     assert_no_request(target, since)
 
 
+def test_a_dry_run_of_a_fleet_is_refused_before_any_request(
+    target: Target, tmp_path: Path, cli: CliRun
+) -> None:
+    """--dry-run renders one pair; with --pairs it used to be ignored, registering the fleet."""
+    since = mark(target)
+
+    result = cli(*_register(target, _pairs(tmp_path, FLEET), "--dry-run"))
+
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--dry-run renders one pair" in lines[0], result.stderr
+    assert_no_request(target, since)
+
+
 def test_each_pair_may_name_its_own_host_and_provider_names(target: Target, tmp_path: Path) -> None:
     path = _pairs(
         tmp_path,
