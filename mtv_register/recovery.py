@@ -15,8 +15,14 @@ from typing import TYPE_CHECKING, Any
 from mtv_register import errors, naming, verdicts
 from mtv_register.bootstrap import RemoteSpec
 from mtv_register.kube import SECRET, Kube
-from mtv_register.records import Change, Report
-from mtv_register.registration import Registration, read_registration, switch, wait_taken_up
+from mtv_register.records import Report
+from mtv_register.registration import (
+    Registration,
+    read_registration,
+    switch,
+    switched_to,
+    wait_taken_up,
+)
 from mtv_register.rotation import RotateOptions, RotationResult, remove_token_secret
 from mtv_register.tokens import create_token_secret, wait_for_token
 
@@ -53,15 +59,7 @@ def recover_provider(
     if registration.token != issued.token:
         extra = {naming.TOKEN_EXPIRES_ANNOTATION: issued.expires} if spec.bound else None
         switch(host, registration.secret, issued.token, ref, issued.created, options.clock(), extra)
-        report(
-            Change(
-                host.context,
-                "Secret",
-                registration.secret["metadata"]["name"],
-                registration.namespace,
-                "switched to the recovered token",
-            )
-        )
+        report(switched_to(host, registration, "the recovered token"))
         wait_taken_up(host, registration, options.timeout, report)
     else:
         verdicts.wait_ready(host, registration.namespace, registration.name, options.timeout)

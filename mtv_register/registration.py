@@ -259,3 +259,11 @@ def switch_back(host: Kube, registration: Registration, report: Report) -> None:
         what=f'the provider Secret "{meta["namespace"]}/{meta["name"]}"',
         context=host.context,
     )
+
+
+def switched_to(host: Kube, registration: Registration, token: str) -> Change:
+    """What a switch of the provider Secret to `token` ("the new token", ...) reports."""
+    meta = registration.secret["metadata"]
+    return Change(
+        host.context, "Secret", meta["name"], registration.namespace, f"switched to {token}"
+    )

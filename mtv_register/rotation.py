@@ -29,6 +29,7 @@ from mtv_register.registration import (
     read_registration,
     switch_back,
     switch_guarded,
+    switched_to,
     wait_taken_up,
 )
 from mtv_register.timing import Timing
@@ -160,15 +161,7 @@ def _rotate_bound(
             "lost-race",
             "another run switched the provider Secret first; its rotation stands",
         )
-    report(
-        Change(
-            host.context,
-            "Secret",
-            registration.secret["metadata"]["name"],
-            registration.namespace,
-            "switched to the new bound token",
-        )
-    )
+    report(switched_to(host, registration, "the new bound token"))
     try:
         wait_taken_up(host, registration, options.timeout, report)
     except errors.MtvRegisterError as failure:
@@ -230,15 +223,7 @@ def _rotate(
                 old_secret=old_name,
             )
         switched = True
-        report(
-            Change(
-                host.context,
-                "Secret",
-                registration.secret["metadata"]["name"],
-                registration.namespace,
-                "switched to the new token",
-            )
-        )
+        report(switched_to(host, registration, "the new token"))
         wait_taken_up(host, registration, options.timeout, report)
     except errors.MtvRegisterError as failure:
 
