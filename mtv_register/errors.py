@@ -3,8 +3,8 @@
     MtvRegisterError                 1  anything else the tool could not do
     ├── NotFound                     1  404; readers take it as an answer (`get` returns None)
     ├── WebhookUnavailable           1  an admission webhook could not be called (nothing written)
+    ├── Invalid                      1  422: the server refused an object the tool built
     ├── UsageError                   2  a flag or input that cannot work (also Typer's own)
-    │   └── Invalid                     422: the server refused an object as invalid
     ├── KubeconfigError              3  kubeconfig missing or malformed, unknown context
     ├── UnreachableError             4  the API server cannot be reached
     ├── TlsError                     5  the CA does not verify the server, or has expired
@@ -110,8 +110,10 @@ class Conflict(ConflictError):
     pass
 
 
-class Invalid(UsageError):
-    """422: the server refused the object as invalid."""
+class Invalid(MtvRegisterError):
+    """422: the server refused an object the tool built as invalid. Every value a user gives is
+    checked before any request (a bad one is a `UsageError`, exit 2), so one that reaches the
+    server is the tool's mistake, not the user's: exit 1."""
 
 
 EXIT_CODES: dict[str, int] = {

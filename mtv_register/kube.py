@@ -199,7 +199,11 @@ def _permanent(
         cls = AlreadyExists if status.get("reason") == "AlreadyExists" else Conflict
         return cls(f"{message} ({where})", fix="re-run: the tool converges on what it finds")
     if code == 422:
-        return Invalid(f"{message} ({where})", fix="correct the value named above")
+        return Invalid(
+            f"the API server refused an object mtv-register built: {message} ({where})",
+            fix="a value the tool did not check; if it came from a flag, correct that flag, and "
+            "report it (mtv-register checks what it is given before any request)",
+        )
     return errors.MtvRegisterError(f"{request} failed on {where}: {code} {message}")
 
 

@@ -12,6 +12,12 @@ from mtv_register import errors, oc_errors
 from mtv_register.redaction import REDACTED, remember
 from mtv_register.timing import Transient
 
+BUILT = "the API server refused an object mtv-register built: "
+INVALID_FIX = (
+    "a value the tool did not check; if it came from a flag, correct that flag, and report it "
+    "(mtv-register checks what it is given before any request)"
+)
+
 CLIENT = {
     "context": "source",
     "url": "https://api.source.example:6443",
@@ -74,10 +80,10 @@ DISCOVERY_NOISE = (
             'The ConfigMap "Not_A_Name" is invalid: metadata.name: Invalid value: "Not_A_Name": '
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters",
             errors.Invalid,
-            'The ConfigMap "Not_A_Name" is invalid: metadata.name: Invalid value: "Not_A_Name": '
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters "
-            "(context source)",
-            {"fix": "correct the value named above"},
+            f'{BUILT}The ConfigMap "Not_A_Name" is invalid: metadata.name: Invalid value: '
+            '"Not_A_Name": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric '
+            "characters (context source)",
+            {"fix": INVALID_FIX, "exit_code": 1},
             id="Invalid-alone",
         ),
         pytest.param(
@@ -86,7 +92,7 @@ DISCOVERY_NOISE = (
             'Error from server (Invalid): error when creating "STDIN": ConfigMap "Bad_One" is '
             'invalid: metadata.name: Invalid value: "Bad_One"',
             errors.Invalid,
-            'ConfigMap "Bad_One" is invalid: metadata.name: Invalid value: "Bad_One" '
+            f'{BUILT}ConfigMap "Bad_One" is invalid: metadata.name: Invalid value: "Bad_One" '
             "(context source)",
             {},
             id="Invalid-in-a-list",

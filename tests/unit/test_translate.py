@@ -76,8 +76,13 @@ def status(reason: str, message: str, **extra: Any) -> bytes:
             status("Invalid", 'Secret "Bad_Name" is invalid: metadata.name: Invalid value'),
             {},
             errors.Invalid,
+            "the API server refused an object mtv-register built: "
             'Secret "Bad_Name" is invalid: metadata.name: Invalid value (context source)',
-            {"fix": "correct the value named above"},
+            {
+                "fix": "a value the tool did not check; if it came from a flag, correct that "
+                "flag, and report it (mtv-register checks what it is given before any request)",
+                "exit_code": 1,
+            },
             id="422",
         ),
         pytest.param(
