@@ -389,8 +389,9 @@ def _overlap_problems(sandbox: Sandbox, *users: str) -> list[str]:
 def test_two_register_processes_of_one_pair_end_as_one_clean_run(
     clean: dict[str, Counter[str]], tmp_path: Path
 ) -> None:
-    # The token controller's delay keeps both processes at work together despite start-up jitter.
-    sandbox, _ = _start(tmp_path, token_delay=0.5)
+    # The token controller's delay keeps both processes at work together despite start-up jitter
+    # (0.5 s was not enough with six test processes sharing two cores).
+    sandbox, _ = _start(tmp_path, token_delay=2.0)
     try:
         first, second = (
             _cli(_kubeconfig_as(sandbox, tmp_path / user, user), *REGISTER, "--yes")
