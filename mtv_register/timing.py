@@ -17,7 +17,7 @@ any of these defaults.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from mtv_register import deadline, errors
@@ -49,9 +49,6 @@ class Timing:
     def immediate(cls) -> Timing:
         """No back-off and no Retry-After: what tests run with (the attempt counts stay)."""
         return cls(initial_wait=0.0, max_wait=0.0, honour_retry_after=False)
-
-    def but(self, **changes: float | int | bool) -> Timing:
-        return replace(self, **changes)  # type: ignore[arg-type]
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait after the `attempt`-th try failed (1-based)."""

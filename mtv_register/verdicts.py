@@ -276,7 +276,7 @@ def diagnose(host: Kube, provider: Obj) -> errors.MtvRegisterError | None:
         )
     if "SecretNotValid" in conditions(provider):
         return None  # the Secret is there: Forklift's cache has not seen it yet
-    quick = host.timing.but(attempts=min(2, host.timing.attempts))  # a second look, no more
+    quick = replace(host.timing, attempts=min(2, host.timing.attempts))  # a second look, no more
     client = replace(host.connector, timing=quick).with_token(
         url, held.token, ca_pem=held.ca_pem, insecure=held.insecure, context=f"{where} at {url}"
     )

@@ -94,11 +94,12 @@ def status_table(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     from mtv_register.durations import format_duration
+    from mtv_register.naming import parse_stamp
 
     def age(stamp: str) -> str:
-        if not stamp:
+        created = parse_stamp(stamp)
+        if created is None:
             return "-"
-        created = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         return format_duration(datetime.now(UTC) - created)
 
     table = Table(title=f"Providers on {report['host']} ({report['namespace']})")

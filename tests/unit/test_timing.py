@@ -4,6 +4,7 @@ what each wait is (recorded, never slept)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -60,7 +61,7 @@ def failing(
         (POLICY, [Transient("429", retry_after=120)], 2, [2.0], "answer"),
         # ... and ignored when the policy says so (then the back-off counts).
         (
-            POLICY.but(honour_retry_after=False),
+            replace(POLICY, honour_retry_after=False),
             [Transient("429", retry_after=120)],
             2,
             [0.1],
