@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtv_register import clusters, errors, forklift, manifests, naming, verdicts
+from mtv_register import clusters, errors, forklift, manifests, verdicts
 from mtv_register import deadline as run_deadline
 from mtv_register import sides as pair_sides  # called through the module: tests patch its steps
 from mtv_register.bootstrap import RemoteSpec, bootstrap
@@ -110,53 +110,57 @@ def register_pair(
         say(f"preflight: MTV host {host.context}, {', '.join(s.context for s in remote)}")
         with run_deadline.pool(len(remote) + 1) as pool:
             host_check = pool.submit(_preflight_host, host, options, sides)
-            checks = [
-                pool.submit(pair_sides.url_and_ca, side, options, kubeconfig) for side in remote
-            ]
+            checks = {
+                side.role: pool.submit(pair_sides.url_and_ca, side, options, kubeconfig)
+                for side in remote
+            }
             namespace, existing = host_check.result()
-            for check in checks:
-                check.result()
+            endpoints = {role: check.result() for role, check in checks.items()}
         for side in remote:
-            forklift.check_name_free(
-                existing.get(side.provider), side.provider, side.url, host.context
-            )
+            url = endpoints[side.role].url
+            forklift.check_name_free(existing.get(side.provider), side.provider, url, host.context)
             if side.provider not in existing:
                 twins = sorted(
                     name
                     for name, provider in existing.items()
-                    if (provider.get("spec") or {}).get("url") == side.url
+                    if (provider.get("spec") or {}).get("url") == url
                 )
                 if twins:
                     say(
-                        f"warning: {side.url} ({side.context}) already has Provider "
+                        f"warning: {url} ({side.context}) already has Provider "
                         f"{', '.join(twins)} on {host.context}; a second one, "
                         f'"{side.provider}", is created (pass --{side.role}-name '
                         f"{twins[0]} to use it)"
                     )
         result = PairResult(host.context, namespace)
         if dry_run:
-            return _render(result, sides, options, namespace)
+            return _render(result, sides, endpoints, options, namespace)
 
         say("bootstrap: " + ", ".join(s.context for s in remote))
         with run_deadline.pool(len(remote)) as pool:
-            futures = [
-                pool.submit(
+            futures = {
+                side.role: pool.submit(
                     _bootstrap_side,
                     side,
+                    endpoints[side.role],
                     options,
                     recorder,
                     deadline,
-                    _reusable_bound_token(host, namespace, side, options, existing),
+                    pair_sides.reusable_bound_token(
+                        _provider_secret(side, host, namespace)
+                        if options.remote.bound and side.provider in existing
+                        else None,
+                        options.remote,
+                    ),
                     (host, namespace) if side.provider in existing else None,
                 )
                 for side in remote
-            ]
-            for future in futures:
-                future.result()
+            }
+            issued = {role: future.result() for role, future in futures.items()}
 
+        rewritten = []  # the providers whose Secret changed: Forklift re-tests them
         for side in remote:
-            assert side.token is not None
-            creds = pair_sides.credentials(side, options)
+            creds = pair_sides.credentials(endpoints[side.role], issued[side.role].token, options)
             provider, changed = forklift.ensure_provider(
                 host,
                 namespace,
@@ -165,7 +169,7 @@ def register_pair(
                 existing.get(side.provider),
                 recorder,
                 legacy_cacert=options.legacy_cacert,
-                current_secret=side.recorded,
+                current_secret=issued[side.role].recorded,
                 settings=pair_sides.settings(side, options),
                 pair=forklift.pair_key(sides[0].provider, sides[1].provider),
             )
@@ -173,12 +177,9 @@ def register_pair(
                 # The tool just proved these credentials: let Forklift see the repaired cause.
                 forklift.request_retest(host, namespace, side.provider, recorder)
                 changed = True
-            side.secret_changed = changed and side.provider in existing
-        expected = {
-            side.provider: forklift.take_up(host, namespace, side.provider, recorder)
-            for side in remote
-            if side.secret_changed
-        }
+            if changed and side.provider in existing:
+                rewritten.append(side.provider)
+        expected = {name: forklift.take_up(host, namespace, name, recorder) for name in rewritten}
 
         say("waiting for Forklift to test the providers")
         verdict_phase = True  # from here on, what was saved stays: a re-run repairs it
@@ -309,17 +310,29 @@ def _preflight_host(
     return namespace, existing
 
 
+@dataclass(frozen=True)
+class Bootstrapped:
+    """What bootstrapping a side gives: the proved token and the provider Secret as last read
+    (None when there is none, or it was not read)."""
+
+    token: IssuedToken
+    recorded: Obj | None = field(default=None, repr=False)
+
+
 def _bootstrap_side(
     side: Side,
+    endpoint: pair_sides.Endpoint,
     options: PairOptions,
     recorder: Recorder,
     deadline: float,
     reuse: IssuedToken | None = None,
     registered: tuple[Kube, str] | None = None,  # (host, namespace) when the Provider exists
-) -> None:
+) -> Bootstrapped:
     assert side.kube is not None
-    kept = _kept_token(side, options, *registered) if registered and reuse is None else None
-    side.token = bootstrap(
+    reread = registered is not None and reuse is None and not options.remote.bound
+    recorded = _provider_secret(side, *registered) if registered and reread else None
+    kept = pair_sides.kept_token(recorded, options.remote)
+    token = bootstrap(
         side.kube,
         pair_sides.remote_spec(side, options),
         recorder,
@@ -327,13 +340,14 @@ def _bootstrap_side(
         reuse=reuse or kept,
     )
     try:
-        pair_sides.prove_token(side, options)
+        pair_sides.prove_token(side, endpoint, token, options)
     except errors.AuthenticationFailed:
         if kept is None or registered is None:
             raise
         # The Provider's token stopped working: revoked, or replaced by a rotation meanwhile.
-        newer = _kept_token(side, options, *registered)
-        side.token = (
+        recorded = _provider_secret(side, *registered)
+        newer = pair_sides.kept_token(recorded, options.remote)
+        token = (
             newer
             if newer is not None and newer.token != kept.token
             else bootstrap(
@@ -343,63 +357,22 @@ def _bootstrap_side(
                 timeout=max(0.0, deadline - time.monotonic()),
             )
         )
-        pair_sides.prove_token(side, options)
+        pair_sides.prove_token(side, endpoint, token, options)
+    return Bootstrapped(token, recorded)
 
 
-def _kept_token(side: Side, options: PairOptions, host: Kube, namespace: str) -> IssuedToken | None:
-    """The token the provider Secret holds, when it comes from a token Secret of this service
-    account: a re-run keeps it (a rotated one too) instead of switching back to the first."""
+def _provider_secret(side: Side, host: Kube, namespace: str) -> Obj | None:
     from mtv_register.kube import SECRET
 
-    if options.remote.bound:
-        return None
-    side.recorded = host.get(SECRET, forklift.secret_name_for(side.provider), namespace)
-    if side.recorded is None:
-        return None
-    held = ProviderSecret.from_secret(side.recorded)
-    ref_namespace, ref = held.token_secret
-    account = options.remote.service_account
-    if not held.token or ref_namespace != options.remote.namespace:
-        return None
-    if ref != naming.token_secret_name(account) and not ref.startswith(
-        naming.token_secret_generate_name(account)
-    ):
-        return None
-    return IssuedToken(ref, ref_namespace, account, held.token_created, held.token)
-
-
-def _reusable_bound_token(
-    host: Kube, namespace: str, side: Side, options: PairOptions, existing: dict[str, Obj]
-) -> IssuedToken | None:
-    """A re-run with bound tokens keeps the Provider's token while more than half of its
-    lifetime is left, so it changes nothing; a fresh one is requested otherwise."""
-    import datetime as dt
-
-    from mtv_register.kube import SECRET
-
-    if not options.remote.bound or side.provider not in existing:
-        return None
-    secret = host.get(SECRET, forklift.secret_name_for(side.provider), namespace)
-    if secret is None:
-        return None
-    held = ProviderSecret.from_secret(secret)
-    expires = held.expires_at
-    if not held.bound or expires is None or not held.token:
-        return None
-    if (expires - dt.datetime.now(dt.UTC)).total_seconds() < options.remote.token_ttl / 2:
-        return None
-    return IssuedToken(
-        "",
-        options.remote.namespace,
-        options.remote.service_account,
-        held.token_created,
-        held.token,
-        expires=held.token_expires,
-    )
+    return host.get(SECRET, forklift.secret_name_for(side.provider), namespace)
 
 
 def _render(
-    result: PairResult, sides: list[Side], options: PairOptions, namespace: str
+    result: PairResult,
+    sides: list[Side],
+    endpoints: dict[str, pair_sides.Endpoint],
+    options: PairOptions,
+    namespace: str,
 ) -> PairResult:
     """--dry-run: every manifest for every cluster, tokens redacted; nothing is written."""
     for side in sides:
@@ -407,10 +380,11 @@ def _render(
             continue
         for obj in pair_sides.remote_spec(side, options).manifests():
             result.manifests.append((side.context, obj))
+        endpoint = endpoints[side.role]
         creds = ProviderSecret(
-            url=side.url,
+            url=endpoint.url,
             token=manifests.REDACTED,
-            ca_pem=side.ca_pem,
+            ca_pem=endpoint.ca_pem,
             insecure=options.insecure_skip_tls_verify,
             token_secret_ref=""
             if options.remote.bound
@@ -427,7 +401,7 @@ def _render(
             (
                 result.host,
                 forklift.desired_provider(
-                    side.provider, namespace, side.url, pair_sides.settings(side, options)
+                    side.provider, namespace, endpoint.url, pair_sides.settings(side, options)
                 ),
             )
         )

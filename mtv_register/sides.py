@@ -1,14 +1,19 @@
 """The two sides of a pair, as the MTV host will see them: the options checked, each side's
 Provider name and client, its API URL and CA (proved over TLS), the proof of its service
-account's token, and what its cluster and its Provider get from the options."""
+account's token, and what its cluster and its Provider get from the options.
+
+Every value here is frozen: a step returns what it found (an `Endpoint`, an `IssuedToken`)
+and the registration passes it on, so no step reads what another left on a shared object."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mtv_register import clusters, errors, forklift, naming
+from mtv_register import deadline as run_deadline
 from mtv_register.bootstrap import RemoteSpec
 from mtv_register.kube import NAMESPACE, Kube
 from mtv_register.provider_secret import ProviderSecret
@@ -21,30 +26,30 @@ if TYPE_CHECKING:
 Obj = dict[str, Any]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Side:
-    """One cluster of the pair, as the host will see it."""
+    """One cluster of the pair, as the host will see it; `kube` is set once connected."""
 
     role: str  # "source" or "destination"
     context: str
     provider: str
     uses_host_provider: bool  # the destination is the MTV host: its local `host` provider
-    kube: Kube | None = None
-    url: str = ""
+    kube: Kube | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where Forklift will reach a side: its API URL and the CA that verifies it (None: the
+    system trust store, or TLS verification skipped)."""
+
+    url: str
     ca_pem: str | None = field(default=None, repr=False)
-    token: IssuedToken | None = None
-    secret_changed: bool = False  # the provider Secret was rewritten: Forklift re-tests it
-    recorded: Obj | None = field(default=None, repr=False)  # the provider Secret, as first read
 
 
 def validate(options: PairOptions) -> None:
     """Refuse options that cannot work; the CLI asks before it warns about what they will do."""
     check_distinct(options)
-    if options.timeout <= 0:
-        raise errors.UsageError(
-            f"--timeout must be more than 0s, not {options.timeout:g}s",
-            fix="pass a positive duration, e.g. --timeout 5m",
-        )
+    run_deadline.check_timeout(options.timeout)
     ca = options.ca_source
     if ca not in clusters.CA_SOURCES and not ca.startswith("file:"):
         raise errors.UsageError(
@@ -127,60 +132,60 @@ def connect_pair(
     sides = sides_of(options)
     contexts = {options.host_context, *(s.context for s in sides)}
     kubes = {ctx: _connect(kubeconfig, ctx, options) for ctx in contexts}
-    for side in sides:
-        side.kube = kubes[side.context]
-    return kubeconfig, sides, kubes
+    return kubeconfig, [replace(side, kube=kubes[side.context]) for side in sides], kubes
 
 
 def _connect(kubeconfig: clusters.Kubeconfig, context: str, options: PairOptions) -> Kube:
     return options.connector.connect(kubeconfig, context)
 
 
-def url_and_ca(side: Side, options: PairOptions, kubeconfig: clusters.Kubeconfig) -> None:
+def url_and_ca(side: Side, options: PairOptions, kubeconfig: clusters.Kubeconfig) -> Endpoint:
+    """The side's URL and CA as the options choose them, the CA not expired and proved to
+    verify the URL over TLS."""
     assert side.kube is not None
     override = options.source_url if side.role == "source" else options.destination_url
     if override:
-        side.url = override
+        url = override
     elif options.url_source == "infrastructure":
-        side.url = clusters.infrastructure_url(side.kube)
+        url = clusters.infrastructure_url(side.kube)
     else:
-        side.url = side.kube.url
+        url = side.kube.url
+    ca_pem: str | None
     if options.insecure_skip_tls_verify:
-        side.ca_pem, origin = None, "nowhere (TLS verification skipped)"
+        ca_pem, origin = None, "nowhere (TLS verification skipped)"
     elif options.ca_source == "root":
-        side.ca_pem, origin = clusters.root_ca(side.kube), f"kube-root-ca.crt of {side.context}"
+        ca_pem, origin = clusters.root_ca(side.kube), f"kube-root-ca.crt of {side.context}"
     elif options.ca_source == "kubeconfig":
-        side.ca_pem = clusters.kubeconfig_ca(kubeconfig, side.context)
+        ca_pem = clusters.kubeconfig_ca(kubeconfig, side.context)
         origin = f"the kubeconfig entry of {side.context}"
-        if side.ca_pem is None:
+        if ca_pem is None:
             raise errors.UsageError(
                 f"the kubeconfig entry of {side.context} carries no CA",
                 fix="use --ca-source root or --ca-source file:PATH",
             )
     elif options.ca_source == "system":
-        side.ca_pem, origin = None, "the system trust store"
+        ca_pem, origin = None, "the system trust store"
     else:
         path = Path(options.ca_source[5:]).expanduser()
-        side.ca_pem, origin = clusters.read_pem(path), str(path)
-    if side.ca_pem:
-        clusters.check_not_expired(side.ca_pem, origin)
-    clusters.prove_tls(
-        side.url, side.ca_pem, insecure=options.insecure_skip_tls_verify, origin=origin
-    )
+        ca_pem, origin = clusters.read_pem(path), str(path)
+    if ca_pem:
+        clusters.check_not_expired(ca_pem, origin)
+    clusters.prove_tls(url, ca_pem, insecure=options.insecure_skip_tls_verify, origin=origin)
+    return Endpoint(url, ca_pem)
 
 
-def prove_token(side: Side, options: PairOptions) -> None:
+def prove_token(side: Side, endpoint: Endpoint, token: IssuedToken, options: PairOptions) -> None:
     """The service account's own token, over the URL and CA Forklift will use, can list what
     Forklift's connection test lists first."""
-    assert side.token is not None and side.kube is not None
+    assert side.kube is not None
     kube = side.kube.connector.with_token(  # the same backend as the kubeconfig's clients
-        side.url,
-        side.token.token,
-        ca_pem=side.ca_pem,
+        endpoint.url,
+        token.token,
+        ca_pem=endpoint.ca_pem,
         insecure=options.insecure_skip_tls_verify,
-        context=f"{side.context} as {side.token.service_account}",
+        context=f"{side.context} as {token.service_account}",
     )
-    account = f'serviceaccount "{side.token.namespace}/{side.token.service_account}"'
+    account = f'serviceaccount "{token.namespace}/{token.service_account}"'
     try:
         # A token just issued may be refused for a moment: after an account of the same name
         # was deleted and made again, kube-apiserver checks the token's account uid against
@@ -194,7 +199,7 @@ def prove_token(side: Side, options: PairOptions) -> None:
     except Expired:
         # Not the kubeconfig's credentials: the token just issued, refused where Forklift will go.
         raise errors.AuthenticationFailed(
-            f"{side.url} refused the token of {account} of {side.context} (401 Unauthorized)",
+            f"{endpoint.url} refused the token of {account} of {side.context} (401 Unauthorized)",
             fix=f"the {side.role} URL must be the API server of {side.context} itself: check "
             f"--{side.role}-url or --url-source",
         ) from None
@@ -222,14 +227,12 @@ def settings(side: Side, options: PairOptions) -> forklift.Settings | None:
     return {"submariner": "true" if options.submariner else None}
 
 
-def credentials(side: Side, options: PairOptions) -> ProviderSecret:
-    """What the side's provider Secret holds: its URL, CA and the token just issued."""
-    assert side.token is not None
-    token = side.token
+def credentials(endpoint: Endpoint, token: IssuedToken, options: PairOptions) -> ProviderSecret:
+    """What a side's provider Secret holds: its URL, CA and the token just issued."""
     return ProviderSecret(
-        url=side.url,
+        url=endpoint.url,
         token=token.token,
-        ca_pem=side.ca_pem,
+        ca_pem=endpoint.ca_pem,
         insecure=options.insecure_skip_tls_verify,
         token_secret_ref="" if options.remote.bound else f"{token.namespace}/{token.secret_name}",
         token_created=token.created,
@@ -239,4 +242,42 @@ def credentials(side: Side, options: PairOptions) -> ProviderSecret:
         cluster_role=("existing:" if options.remote.existing_role else "")
         + options.remote.role_name,
         token_ttl=options.remote.token_ttl,
+    )
+
+
+def kept_token(recorded: Obj | None, remote: RemoteSpec) -> IssuedToken | None:
+    """The token the provider Secret holds, when it comes from a token Secret of this service
+    account: a re-run keeps it (a rotated one too) instead of switching back to the first."""
+    if recorded is None or remote.bound:
+        return None
+    held = ProviderSecret.from_secret(recorded)
+    ref_namespace, ref = held.token_secret
+    account = remote.service_account
+    if not held.token or ref_namespace != remote.namespace:
+        return None
+    if ref != naming.token_secret_name(account) and not ref.startswith(
+        naming.token_secret_generate_name(account)
+    ):
+        return None
+    return IssuedToken(ref, ref_namespace, account, held.token_created, held.token)
+
+
+def reusable_bound_token(recorded: Obj | None, remote: RemoteSpec) -> IssuedToken | None:
+    """A re-run with bound tokens keeps the Provider's token while more than half of its
+    lifetime is left, so it changes nothing; a fresh one is requested otherwise."""
+    if recorded is None or not remote.bound:
+        return None
+    held = ProviderSecret.from_secret(recorded)
+    expires = held.expires_at
+    if not held.bound or expires is None or not held.token:
+        return None
+    if (expires - dt.datetime.now(dt.UTC)).total_seconds() < remote.token_ttl / 2:
+        return None
+    return IssuedToken(
+        "",
+        remote.namespace,
+        remote.service_account,
+        held.token_created,
+        held.token,
+        expires=held.token_expires,
     )

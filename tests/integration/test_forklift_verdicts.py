@@ -46,14 +46,14 @@ def _registered_with(
     checks (as a URL that only the MTV host cannot reach would be)."""
     checks = sides.url_and_ca
 
-    def overridden(side: sides.Side, *args: Any) -> None:
-        checks(side, *args)
-        if side.role == "source":
-            side.url = url or side.url
-            side.ca_pem = ca_pem or side.ca_pem
+    def overridden(side: sides.Side, *args: Any) -> sides.Endpoint:
+        endpoint = checks(side, *args)
+        if side.role != "source":
+            return endpoint
+        return sides.Endpoint(url or endpoint.url, ca_pem or endpoint.ca_pem)
 
     monkeypatch.setattr(sides, "url_and_ca", overridden)
-    monkeypatch.setattr(sides, "prove_token", lambda side, options: None)
+    monkeypatch.setattr(sides, "prove_token", lambda *args: None)
 
 
 def _condition(target: Target, name: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import pytest
 from mtv_register import errors, manifests, naming, orchestrator, sides
 from mtv_register.kube import CLUSTER_ROLE, PROVIDER, SECRET
 from mtv_register.orchestrator import register_pair
+from mtv_register.tokens import IssuedToken
 from tests.conftest import SandboxFactory
 from tests.integration.conftest import (
     Backend,
@@ -268,13 +269,17 @@ def test_a_token_revoked_after_the_proof_fails_forklifts_test_and_a_rerun_repair
     prove = sides.prove_token
     source = admin_client(target.kubeconfig, "source")
 
-    def prove_then_revoke(side: sides.Side, options: orchestrator.PairOptions) -> None:
-        prove(side, options)
+    def prove_then_revoke(
+        side: sides.Side,
+        endpoint: sides.Endpoint,
+        token: IssuedToken,
+        options: orchestrator.PairOptions,
+    ) -> None:
+        prove(side, endpoint, token, options)
         if side.role == "source":  # someone deletes the token Secret: the token is revoked
-            assert side.token is not None
             assert source.delete(SECRET, TOKEN_SECRET, SA_NS)
             # (a real API server accepts it for up to 10 s more, from its token cache)
-            assert target.refuses("source", side.token.token)
+            assert target.refuses("source", token.token)
 
     monkeypatch.setattr(sides, "prove_token", prove_then_revoke)
 
