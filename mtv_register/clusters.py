@@ -50,6 +50,13 @@ class Kubeconfig:
     def user_of(self, context: str) -> dict[str, Any]:
         return self._entry("users", self._entry("contexts", context).get("user", ""))
 
+    def host_or_current(self, host: str | None, fix: str = "pass --host CONTEXT") -> str:
+        """The MTV host's context: `host` as given, else the kubeconfig's current-context."""
+        context = host or self.data.get("current-context")
+        if not context:
+            raise errors.UsageError("no --host and no current-context in the kubeconfig", fix=fix)
+        return str(context)
+
 
 # What a kubeconfig user may authenticate with; with none, requests go as system:anonymous.
 CREDENTIAL_KEYS = (

@@ -32,10 +32,22 @@ class Cancelled(errors.MtvRegisterError):
     exit_code = 130
 
 
+def check_timeout(seconds: float) -> None:
+    """A run's `--timeout` must leave it some time: the one check of it, for every command."""
+    if seconds <= 0:
+        raise errors.UsageError(
+            f"--timeout must be more than 0s, not {seconds:g}s",
+            fix="pass a positive duration, e.g. --timeout 5m",
+        )
+
+
 @contextlib.contextmanager
 def scope(seconds: float | None) -> Iterator[None]:
-    """Within: the run ends `seconds` from now (None: no deadline); cancellation is cleared."""
+    """Within: the run ends `seconds` from now (None: no deadline); cancellation is cleared.
+    A deadline that leaves no time is refused (`check_timeout`)."""
     global _deadline, _budget
+    if seconds is not None:
+        check_timeout(seconds)
     with _lock:
         previous = (_deadline, _budget)
         _deadline = time.monotonic() + seconds if seconds else None

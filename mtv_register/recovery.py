@@ -18,12 +18,14 @@ from mtv_register.kube import SECRET, Kube
 from mtv_register.records import Report
 from mtv_register.registration import (
     Registration,
+    RotateOptions,
+    RotationResult,
     read_registration,
+    remove_token_secret,
     switch,
     switched_to,
     wait_taken_up,
 )
-from mtv_register.rotation import RotateOptions, RotationResult, remove_token_secret
 from mtv_register.tokens import create_token_secret, wait_for_token
 
 if TYPE_CHECKING:

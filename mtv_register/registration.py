@@ -6,12 +6,15 @@ the Providers the tool registered, `open_host` is the client of the MTV host and
 `as_account` the one of a registered cluster holding a token of its account. Rotation and
 recovery start from these reads, and end in the one switch of the provider Secret to a new token
 (`switch`; guarded by resourceVersion, `switch_guarded`; undone, `switch_back`) and the wait
-until Forklift has taken the new token up (`wait_taken_up`).
+until Forklift has taken the new token up (`wait_taken_up`). What both are asked
+(`RotateOptions`) and what each gives for a Provider (`RotationResult`) are here too, so
+rotation can fall back on recovery without the two importing each other.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +28,33 @@ if TYPE_CHECKING:
     from mtv_register.clusters import Connector
 
 Obj = dict[str, Any]
+Clock = Callable[[], dt.datetime]
+ROTATION_TIMEOUT = 300.0
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class RotationResult:
+    provider: str
+    action: str  # rotated, recovered, skipped, failed, lost-race, would rotate
+    reason: str = ""
+    old_secret: str = ""
+    new_secret: str = ""
+    exit_code: int = 0
+
+
+@dataclass(frozen=True)
+class RotateOptions:
+    max_age: dt.timedelta | None = None
+    max_age_label: str = ""  # as the user wrote it, for messages
+    before_expiry: dt.timedelta | None = None  # bound tokens: renew when less is left
+    dry_run: bool = False
+    timeout: float = ROTATION_TIMEOUT
+    timing: Timing = field(default_factory=Timing)
+    clock: Clock = utc_now
 
 
 @dataclass
@@ -131,13 +161,8 @@ def open_host(
     if in_cluster:
         return connector.in_cluster()
     config = clusters.load_kubeconfig(kubeconfig)
-    context = host or config.data.get("current-context")
-    if not context:
-        raise errors.UsageError(
-            "no --host and no current-context in the kubeconfig",
-            fix="pass --host CONTEXT (or --in-cluster in a pod)",
-        )
-    return connector.connect(config, str(context))
+    context = config.host_or_current(host, fix="pass --host CONTEXT (or --in-cluster in a pod)")
+    return connector.connect(config, context)
 
 
 def as_account(
@@ -267,3 +292,11 @@ def switched_to(host: Kube, registration: Registration, token: str) -> Change:
     return Change(
         host.context, "Secret", meta["name"], registration.namespace, f"switched to {token}"
     )
+
+
+def remove_token_secret(remote: Kube, name: str, namespace: str, report: Report) -> None:
+    try:
+        if remote.delete(SECRET, name, namespace):
+            report(Change(remote.context, "Secret", name, namespace, "deleted"))
+    except errors.MtvRegisterError:
+        report(Change(remote.context, "Secret", name, namespace, "could not be deleted"))

@@ -13,60 +13,34 @@ to `recovery`; `run` is what the `rotate` command runs.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mtv_register import deadline, errors, forklift, naming
 from mtv_register.kube import NAMESPACE, SECRET, Kube
 from mtv_register.records import Change, Report
+from mtv_register.recovery import recover_provider, recovery_for
 from mtv_register.registration import (
     Registration,
+    RotateOptions,
+    RotationResult,
     as_account,
     managed_providers,
     open_host,
     read_registration,
+    remove_token_secret,
     switch_back,
     switch_guarded,
     switched_to,
     wait_taken_up,
 )
-from mtv_register.timing import Timing
 from mtv_register.tokens import create_token_secret, wait_for_token
 
 if TYPE_CHECKING:
     from mtv_register.clusters import Connector
 
 Obj = dict[str, Any]
-Clock = Callable[[], dt.datetime]
-ROTATION_TIMEOUT = 300.0
 ROLL_BACK_SECONDS = 5.0  # what a failed or interrupted rotation gets to undo itself
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-@dataclass
-class RotationResult:
-    provider: str
-    action: str  # rotated, recovered, skipped, failed, lost-race, would rotate
-    reason: str = ""
-    old_secret: str = ""
-    new_secret: str = ""
-    exit_code: int = 0
-
-
-@dataclass(frozen=True)
-class RotateOptions:
-    max_age: dt.timedelta | None = None
-    max_age_label: str = ""  # as the user wrote it, for messages
-    before_expiry: dt.timedelta | None = None  # bound tokens: renew when less is left
-    dry_run: bool = False
-    timeout: float = ROTATION_TIMEOUT
-    timing: Timing = field(default_factory=Timing)
-    clock: Clock = utc_now
 
 
 def rotate_provider(
@@ -344,14 +318,6 @@ def _rolled_back(
     )
 
 
-def remove_token_secret(remote: Kube, name: str, namespace: str, report: Report) -> None:
-    try:
-        if remote.delete(SECRET, name, namespace):
-            report(Change(remote.context, "Secret", name, namespace, "deleted"))
-    except errors.MtvRegisterError:
-        report(Change(remote.context, "Secret", name, namespace, "could not be deleted"))
-
-
 def rotate_all(
     host: Kube,
     namespace: str,
@@ -364,8 +330,6 @@ def rotate_all(
 ) -> list[RotationResult]:
     """Rotate each chosen Provider; one failure never stops the others. `recovery` gives an
     admin client for a Provider whose token is already dead (or None)."""
-    from mtv_register.recovery import recover_provider  # recovery is made of rotation's steps
-
     providers = managed_providers(host, namespace, names)
 
     def failed(provider: Obj, failure: errors.MtvRegisterError) -> RotationResult:
@@ -406,8 +370,6 @@ def run(
 ) -> list[RotationResult]:
     """`rotate`: on the MTV host, the Providers `names` (None: every one the tool registered)
     rotated, each recovered with the one of `admin_contexts` that serves it if its token is dead."""
-    from mtv_register.recovery import recovery_for
-
     kube = open_host(kubeconfig=kubeconfig, host=host, in_cluster=in_cluster, connector=connector)
     try:
         # The CronJob's pod runs in the namespace `schedule` checked, and its Role grants

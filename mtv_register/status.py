@@ -66,7 +66,7 @@ def provider_status(host: Kube, namespace: str) -> list[Obj]:
 
 def status(
     *,
-    host: str,
+    host: str | None = None,  # default: the kubeconfig's current-context
     kubeconfig: str | Path | None = None,
     mtv_namespace: str | None = None,
     remotes: dict[str, str] | None = None,
@@ -74,6 +74,7 @@ def status(
 ) -> Obj:
     connector = connector or clusters.Connector()
     config = clusters.load_kubeconfig(kubeconfig)
+    host = config.host_or_current(host)
     host_kube = connector.connect(config, host)
     try:
         namespace = forklift.find_mtv_namespace(host_kube, mtv_namespace)

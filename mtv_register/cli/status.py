@@ -44,16 +44,12 @@ def status(
 ) -> None:
     """Every Provider on the MTV host: Ready or not and why, URL, token age, CA expiry. Exits 10
     when any Provider is not Ready."""
-    from mtv_register import clusters, deadline
-    from mtv_register.errors import ProviderNotReady, UsageError
+    from mtv_register import deadline
+    from mtv_register.errors import ProviderNotReady
     from mtv_register.status import status as read_status
 
     check_client(client, oc_path, explain)
     remotes = _remotes(remote or [])
-    if host is None:
-        host = clusters.load_kubeconfig(kubeconfig).data.get("current-context") or None
-        if host is None:
-            raise UsageError("no --host and no current-context", fix="pass --host CONTEXT")
     seconds = timeout_seconds(timeout)
     with explaining(explain, output), deadline.scope(seconds):
         report = read_status(

@@ -80,3 +80,50 @@ def test_a_context_without_credentials_is_an_unusable_context(tmp_path: Path) ->
     assert code == 3
     assert ('context "a"' in output or 'context "b"' in output) and "has no credentials" in output
     assert "system:anonymous" in output and output.count("\n") == 1
+
+
+def _kubeconfig(tmp_path: Path, **extra: str) -> Path:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "a", "context": {"cluster": "c", "user": "u"}}],
+                **extra,
+            }
+        )
+    )
+    return kubeconfig
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["register", "--source", "a", "--destination", "b", "--yes"],
+        ["unregister", "--source", "a", "--destination", "b", "--yes"],
+        ["status", "--host", "a"],
+        ["rotate", "--all", "--host", "a"],
+    ],
+)
+@pytest.mark.parametrize("timeout", ["0s", "0m"])
+def test_every_command_refuses_a_timeout_that_leaves_no_time(
+    tmp_path: Path, command: list[str], timeout: str
+) -> None:
+    """One check (the library's), one line, whatever unit the zero is written in."""
+    kubeconfig = _kubeconfig(tmp_path, **{"current-context": "a"})
+    code, output = run(*command, "--kubeconfig", str(kubeconfig), "--timeout", timeout)
+    assert code == 2, output
+    assert output == (
+        "error: --timeout must be more than 0s, not 0s: pass a positive duration, e.g. "
+        "--timeout 5m\n"
+    ), output
+
+
+def test_status_without_host_or_current_context_names_the_fix(tmp_path: Path) -> None:
+    code, output = run("status", "--kubeconfig", str(_kubeconfig(tmp_path)))
+    assert code == 2
+    assert "no --host and no current-context in the kubeconfig" in output
+    assert "pass --host CONTEXT" in output
