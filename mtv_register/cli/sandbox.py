@@ -15,6 +15,7 @@ import typer
 from mtv_register.cli.common import MtvOn, Output, timing_of
 
 if TYPE_CHECKING:
+    from mtv_register.doctor import DoctorReport
     from mtv_register.orchestrator import PairResult
     from mtv_register.sandbox import Sandbox
 
@@ -67,6 +68,17 @@ def up(
         bool,
         typer.Option(help="Overwrite an existing file at --kubeconfig (it is removed at the end)."),
     ] = False,
+    breaks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--break",
+            metavar="NAME[@CONTEXT]",
+            help="Break a prerequisite of cross-cluster live migration: NAME, or NAME@CONTEXT "
+            "for another cluster. feature-gate, kubevirt-ca, migration-network and "
+            "old-virtualization break the source by default, sync-addresses the destination, "
+            "mtv-flag and old-mtv the MTV host (only).",
+        ),
+    ] = None,
 ) -> None:
     """Serve simulated clusters until interrupted (SIGINT or SIGTERM). The kubeconfig is written
     atomically with mode 0600 and removed when the sandbox stops."""
@@ -93,6 +105,7 @@ def up(
             audit_dir=audit_dir,
             forklift=forklift,
             forklift_version=forklift_version,
+            breaks=breaks or (),
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -158,3 +171,8 @@ class _Shown:
         from mtv_register.cli.status import status_table
 
         status_table(report)
+
+    def doctor(self, report: DoctorReport) -> None:
+        from mtv_register.cli.doctor import show_report
+
+        show_report(report)

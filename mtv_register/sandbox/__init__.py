@@ -1,12 +1,15 @@
 """Simulated clusters that speak the Kubernetes API over real HTTPS, for trying and testing
 mtv-register with no cluster at all.
 
-    with Sandbox(mtv_on="separate") as sandbox:
+    with Sandbox(mtv_on="separate", breaks=["feature-gate", "sync-addresses@source"]) as sandbox:
         sandbox.write_kubeconfig(path)       # contexts: source, destination, mtv
         sandbox["source"].cluster.faults.inject("create", "/secrets", status=500)
 
 Each cluster is its own HTTPS server on 127.0.0.1 with its own CA, its own store, RBAC, token
-controller, garbage collector; the MTV host also runs Forklift's provider controller.
+controller, garbage collector; the MTV host also runs Forklift's provider controller. Every
+cluster is ready for cross-cluster live migration unless `breaks` (`BREAKS`, `NAME[@CONTEXT]`)
+break one of its prerequisites, and imitates the operators that carry HyperConverged and
+ForkliftController settings into KubeVirt and forklift-controller (`mtv.operators`).
 
 The modules of this package are a generic Kubernetes API server (`cluster`, `server`, `api`,
 `store`, `rbac`, `controllers`, `defaults`, ...), which knows nothing of OpenShift or Forklift.
@@ -18,6 +21,7 @@ admission chain). `Sandbox` here puts the two together; no generic module import
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +36,30 @@ from mtv_register.sandbox.controllers import Controllers
 from mtv_register.sandbox.defaults import install_defaults
 from mtv_register.sandbox.faults import AuditLog
 from mtv_register.sandbox.mtv.controller import ForkliftController
-from mtv_register.sandbox.mtv.profile import MTV_NAMESPACE, install_mtv, install_virtualization
+from mtv_register.sandbox.mtv.operators import Operators
+from mtv_register.sandbox.mtv.prerequisites import DESTINATION, MTV_HOST, SOURCE
+from mtv_register.sandbox.mtv.profile import (
+    BREAKS,
+    MTV_NAMESPACE,
+    Break,
+    install_mtv,
+    install_prerequisites,
+    install_virtualization,
+    kubevirt_ca_bundle,
+)
 from mtv_register.sandbox.mtv.reconcile import ForkliftTiming, version
 from mtv_register.sandbox.server import ApiServer
 from mtv_register.sandbox.tokenauth import ISSUED_TOKENS
 
-__all__ = ["ISSUED_TOKENS", "MTV_NAMESPACE", "ForkliftTiming", "Sandbox", "SandboxCluster"]
+__all__ = [
+    "BREAKS",
+    "ISSUED_TOKENS",
+    "MTV_NAMESPACE",
+    "Break",
+    "ForkliftTiming",
+    "Sandbox",
+    "SandboxCluster",
+]
 # How long `start` waits for Forklift to find the host provider Ready, beyond its own delays.
 HOST_READY_MARGIN = 10.0
 
@@ -50,6 +72,7 @@ class SandboxCluster:
     controllers: Controllers
     forklift: ForkliftController | None
     is_mtv_host: bool = False
+    kubevirt_ca_pem: str = ""  # KubeVirt's own CA, in its `kubevirt-ca` ConfigMap
 
     @property
     def url(self) -> str:
@@ -88,6 +111,7 @@ class Sandbox:
         forklift: bool = True,
         forklift_version: str | None = None,
         forklift_timing: ForkliftTiming | None = None,
+        breaks: Iterable[str] = (),
     ) -> None:
         if mtv_on not in ("destination", "separate"):
             raise ValueError(f'mtv_on must be "destination" or "separate", not {mtv_on!r}')
@@ -107,7 +131,29 @@ class Sandbox:
         self.forklift_timing = forklift_timing or ForkliftTiming()
         if named_cert is not None and named_cert not in self.contexts:
             raise ValueError(f"--named-cert {named_cert!r} is not one of {self.contexts}")
+        # context -> the names of the breaks that fall on it (ValueError when one cannot).
+        self.breaks: dict[str, frozenset[str]] = self._place_breaks(breaks)
         self.clusters: dict[str, SandboxCluster] = {}
+        self._kubevirt_cas: dict[str, str] = {}
+
+    def _place_breaks(self, specs: Iterable[str]) -> dict[str, frozenset[str]]:
+        """`NAME` on its default context, `NAME@CONTEXT` on that one; MTV's only on the host."""
+        placed: dict[str, set[str]] = {context: set() for context in self.contexts}
+        defaults = {SOURCE: self.sources[0], DESTINATION: "destination", MTV_HOST: self.mtv_context}
+        for spec in specs:
+            name, at, context = spec.partition("@")
+            chosen = BREAKS.get(name)
+            if chosen is None:
+                raise ValueError(f"--break {name!r} is not one of {', '.join(BREAKS)}")
+            context = context if at else defaults[chosen.default]
+            if context not in self.contexts:
+                raise ValueError(f"--break {spec!r}: {context!r} is not one of {self.contexts}")
+            if chosen.mtv_host_only and context != self.mtv_context:
+                raise ValueError(
+                    f"--break {spec!r}: {name} breaks the MTV host, which is {self.mtv_context!r}"
+                )
+            placed[context].add(name)
+        return {context: frozenset(names) for context, names in placed.items()}
 
     def __getitem__(self, context: str) -> SandboxCluster:
         return self.clusters[context]
@@ -125,6 +171,8 @@ class Sandbox:
         self.stop()
 
     def start(self) -> Sandbox:
+        # Each cluster trusts the others' KubeVirt CAs, as the CA exchange leaves them.
+        self._kubevirt_cas = {context: kubevirt_ca_bundle() for context in self.contexts}
         with ThreadPoolExecutor(max_workers=len(self.contexts)) as pool:
             started = list(pool.map(self._start_cluster, self.contexts))
         self.clusters = {c.context: c for c in started}
@@ -156,21 +204,36 @@ class Sandbox:
         controllers = Controllers(cluster)
         install_defaults(cluster)
         install_virtualization(cluster)
-        forklift = None
-        if context == self.mtv_context:
+        is_mtv_host = context == self.mtv_context
+        if is_mtv_host:
             install_mtv(cluster)
-            if self.forklift:
-                forklift = ForkliftController(
-                    cluster,
-                    server,
-                    forklift_version=self.forklift_version,
-                    timing=self.forklift_timing,
-                )
+        install_prerequisites(
+            cluster,
+            self.breaks[context],
+            kubevirt_ca=self._kubevirt_cas[context],
+            external_ca="".join(pem for c, pem in self._kubevirt_cas.items() if c != context),
+            forklift_version=self.forklift_version if is_mtv_host else None,
+        )
+        Operators(cluster).install()
+        forklift = None
+        if is_mtv_host and self.forklift:
+            forklift = ForkliftController(
+                cluster,
+                server,
+                forklift_version=self.forklift_version,
+                timing=self.forklift_timing,
+            )
         server.start()
         if forklift is not None:
             forklift.start()
         return SandboxCluster(
-            context, cluster, server, controllers, forklift, context == self.mtv_context
+            context,
+            cluster,
+            server,
+            controllers,
+            forklift,
+            is_mtv_host,
+            kubevirt_ca_pem=self._kubevirt_cas[context],
         )
 
     def stop(self) -> None:

@@ -26,6 +26,7 @@ def crd(
     *,
     namespaced: bool = True,
     short_names: tuple[str, ...] = (),
+    categories: tuple[str, ...] = (),
     status: bool = False,
 ) -> Obj:
     served: Obj = {
@@ -46,6 +47,8 @@ def crd(
     }
     if short_names:
         names["shortNames"] = list(short_names)
+    if categories:
+        names["categories"] = list(categories)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -60,6 +60,8 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _core("Node", "nodes", False, "no", sub=("status",)),
     _core("Pod", "pods", True, "po", sub=("status",)),
     _core("Event", "events", True, "ev"),
+    # Stored apart from core Events, where a real server keeps one store behind both versions.
+    ResourceType("events.k8s.io", "v1", "Event", "events", True, ("ev",)),
     ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
     ResourceType(
         "rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from mtv_register.sandbox import apistatus
+from mtv_register.sandbox import apistatus, event_validation
 from mtv_register.sandbox.resources import ResourceType
 
 Obj = dict[str, Any]
@@ -117,7 +117,11 @@ def _label_causes(labels: dict[str, Any]) -> Causes:
 def strict_unknown_fields(rtype: ResourceType, obj: Obj) -> list[str]:
     """Fields the kind does not have; for built-in kinds only (CRDs here preserve unknowns)."""
     unknown = [f"metadata.{k}" for k in obj.get("metadata", {}) if k not in _META_FIELDS]
-    allowed = _TOP_FIELDS.get(rtype.kind)
+    allowed: set[str] | frozenset[str] | None = (
+        event_validation.FIELDS
+        if rtype.group == event_validation.GROUP
+        else _TOP_FIELDS.get(rtype.kind)
+    )
     if allowed is not None:
         unknown += [k for k in obj if k not in allowed | {"apiVersion", "kind", "metadata"}]
     return unknown
@@ -133,7 +137,7 @@ def validate(rtype: ResourceType, obj: Obj, old: Obj | None = None) -> None:
     elif name:
         causes += _name_causes(rtype, name)
     causes += _label_causes(meta.get("labels") or {})
-    checker = _KIND_CHECKS.get(rtype.kind)
+    checker = _GROUP_KIND_CHECKS.get((rtype.group, rtype.kind)) or _KIND_CHECKS.get(rtype.kind)
     if checker is not None:
         causes += checker(obj, old)
     if causes:
@@ -304,6 +308,8 @@ def _crd(obj: Obj, old: Obj | None) -> Causes:
     return causes
 
 
+# Kinds whose name another group uses too (a core Event is judged by other rules).
+_GROUP_KIND_CHECKS = {(event_validation.GROUP, "Event"): event_validation.event_causes}
 _KIND_CHECKS = {
     "Secret": _secret,
     "ClusterRole": _rules,

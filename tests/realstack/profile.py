@@ -1,17 +1,22 @@
 """What the real clusters hold before a test: the OpenShift Virtualization profile (the CRDs of
 kind-config/crds and the sandbox profile's objects, an `Infrastructure` naming the API URL
-among them) on every cluster, and on the MTV host Forklift's CRDs, namespace and `host` Provider.
-The objects come from the sandbox's own profile, so both kinds of cluster hold the same."""
+among them) on every cluster, and on the MTV host Forklift's CRDs, namespace and `host` Provider;
+then the prerequisites of cross-cluster live migration (`breakable_objects`: HyperConverged,
+KubeVirt, its CA ConfigMaps, the migration network; on the MTV host the ForkliftController, the
+forklift-controller Deployment and MTV's ClusterServiceVersion). The objects come from the
+sandbox's own profile, so both kinds of cluster hold the same; no operator carries a
+HyperConverged or ForkliftController change further here, as the sandbox's imitation does."""
 
 from __future__ import annotations
 
+from collections.abc import Set
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mtv_register.sandbox.defaults import Placed
-from mtv_register.sandbox.mtv.profile import MTV_NAMESPACE, mtv_objects, virtualization_objects
+from mtv_register.sandbox.mtv.profile import breakable_objects, mtv_objects, virtualization_objects
 from tests.realstack.api import Admin, wait_until
 
 Obj = dict[str, Any]
@@ -83,39 +88,22 @@ def install_mtv(admin: Admin) -> None:
         place(admin, placed)
 
 
-def forklift_deployment(version: str, image: str) -> Placed:
-    """The forklift-controller Deployment as the MTV operator makes it (container `main`):
-    what tests and `doctor` look for on an MTV host. No scheduler runs here, so it never starts
-    a pod; the controller itself runs as a process beside the API server."""
-    labels = {"app": "forklift", "control-plane": "controller-manager"}
-    return (
-        "apps",
-        "v1",
-        "deployments",
-        {
-            "metadata": {
-                "name": "forklift-controller",
-                "namespace": MTV_NAMESPACE,
-                "labels": {**labels, "app.kubernetes.io/version": version},
-            },
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "main",
-                                "image": image,
-                                "env": [
-                                    {"name": "ROLE", "value": "main"},
-                                    {"name": "FEATURE_OCP_LIVE_MIGRATION", "value": "false"},
-                                ],
-                            }
-                        ]
-                    },
-                },
-            },
-        },
-    )
+def install_prerequisites(
+    admin: Admin,
+    name: str,
+    breaks: Set[str] = frozenset(),
+    *,
+    kubevirt_ca: str,
+    external_ca: str,
+    forklift_version: str | None = None,
+) -> None:
+    """The sandbox profile's `breakable_objects`, after `install_virtualization` (and
+    `install_mtv` when `forklift_version` is given)."""
+    for placed in breakable_objects(
+        breaks,
+        cluster=name,
+        kubevirt_ca=kubevirt_ca,
+        external_ca=external_ca,
+        forklift_version=forklift_version,
+    ):
+        place(admin, placed)

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mtv_register.sandbox.mtv.profile import kubevirt_ca_bundle
 from tests.realstack import forklift, procs, profile
 from tests.realstack.build import DEFAULT_KUBERNETES, build_control_plane, say
 from tests.realstack.controlplane import ControlPlane, write_kubeconfig
@@ -41,6 +42,10 @@ class Stack:
             refused = forklift.try_real_build(self.forklift)
         self.folder = Path(tempfile.mkdtemp(prefix="mtv-register-realstack-"))
         audit_dir = self.audit_dir or self.folder / "audit"
+        # Each cluster trusts the others' KubeVirt CAs, as the CA exchange leaves them.
+        kubevirt_cas = {context: kubevirt_ca_bundle() for context in CONTEXTS}
+        # The MTV host imitates the Forklift release that runs (the latest when none does).
+        release = forklift.DEFAULT if self.forklift == forklift.NONE else self.forklift
         for context in CONTEXTS:
             began = time.monotonic()
             cluster = ControlPlane(
@@ -52,6 +57,13 @@ class Stack:
             profile.install_virtualization(admin, cluster.url, context)
             if context == MTV:
                 profile.install_mtv(admin)
+            profile.install_prerequisites(
+                admin,
+                context,
+                kubevirt_ca=kubevirt_cas[context],
+                external_ca="".join(pem for c, pem in kubevirt_cas.items() if c != context),
+                forklift_version=release if context == MTV else None,
+            )
             self.timings[f"start {context}"] = time.monotonic() - began
             say(f"{context}: Kubernetes {self.kubernetes} at {cluster.url}")
         self._write_kubeconfig()
@@ -63,8 +75,6 @@ class Stack:
                     f"forklift {self.forklift}: the module is served now, but this launcher "
                     "has only ever run the imitation; running the imitation"
                 )
-            mtv = self.clusters[MTV]
-            profile.place(mtv.admin(), profile.forklift_deployment(self.forklift, "imitation"))
             self.forklift_process = forklift.start_imitation(
                 self.kubeconfig, MTV, self.forklift, self.folder / "forklift.log"
             )

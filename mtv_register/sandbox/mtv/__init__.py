@@ -6,6 +6,8 @@ hang in the cluster's admission chain. Names say what each module is, and none i
 module of the product (`mtv_register.forklift`, `mtv_register.kube`, ...):
 
     profile      what every cluster holds (OpenShift Virtualization) and what the MTV host adds
+    prerequisites  what cross-cluster live migration needs of both, healthy unless broken
+    operators    HCO and the forklift operator, as far as they carry a setting further
     reconcile    Forklift's provider controller as a pure pass; its versions and timing
     conditions   Forklift's condition list, as a pass stages it
     golang       what Go's standard library answers where Forklift depends on it

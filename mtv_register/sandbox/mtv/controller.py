@@ -94,7 +94,7 @@ class ForkliftController:
         self.timing = timing or ForkliftTiming()
         self.providers = cluster.rtype("forklift.konveyor.io", "v1beta1", "providers")
         self.secrets = cluster.rtype("", "v1", "secrets")
-        self.events: list[Obj] = []  # the sandbox serves no Event API: they are kept here
+        self.events: list[Obj] = []  # Forklift's core Events: kept here, not written to the API
         # forklift-api's Pod gone: the API server cannot call either webhook (a test's switch).
         self.api_down = False
         self._server = server

@@ -1,19 +1,52 @@
 """The OpenShift Virtualization and MTV profile: what a simulated cluster holds on top of what its
 API server makes itself (`defaults`). Every cluster is an OpenShift Virtualization cluster
-(KubeVirt, CDI, NAD and instancetype CRDs, an `Infrastructure` naming its API URL); the MTV host
-also has Forklift's CRDs, its namespace and the local `host` Provider.
+(KubeVirt, HyperConverged, CDI, NAD and instancetype CRDs, OLM's ClusterServiceVersion, an
+`Infrastructure` naming its API URL); the MTV host also has Forklift's CRDs, its namespace and
+the local `host` Provider. What cross-cluster live migration needs of both (`prerequisites`:
+HyperConverged, KubeVirt, its CA ConfigMaps, the migration network; ForkliftController, its
+Deployment, MTV's ClusterServiceVersion) comes from one function, `breakable_objects`, healthy
+unless a break asks otherwise.
 
 Custom resources are installed as CustomResourceDefinitions, so they are served (and listed in
 discovery) exactly as the real API server serves them once established. The real clusters of
-the test stack (`tests/realstack/profile.py`) get the same objects from here.
+the test stack (`tests/realstack/profile.py`) get the same objects from here, and the same CRDs
+from kind-config/crds/ (tests/sandbox/test_virtualization_profile.py keeps the two in step).
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 from mtv_register.sandbox.cluster import Cluster
 from mtv_register.sandbox.defaults import Placed, crd, create, install_crds, namespace
+from mtv_register.sandbox.mtv.prerequisites import (
+    BREAKS,
+    CA_BUNDLE_KEY,
+    CNV_NAMESPACE,
+    MTV_NAMESPACE,
+    Break,
+    breakable_objects,
+    forklift_deployment,
+    kubevirt_ca_bundle,
+)
 
-MTV_NAMESPACE = "openshift-mtv"
+__all__ = [
+    "BREAKS",
+    "CA_BUNDLE_KEY",
+    "CNV_NAMESPACE",
+    "FORKLIFT_CRDS",
+    "MTV_NAMESPACE",
+    "VIRTUALIZATION_CRDS",
+    "Break",
+    "breakable_objects",
+    "forklift_deployment",
+    "install_mtv",
+    "install_prerequisites",
+    "install_virtualization",
+    "kubevirt_ca_bundle",
+    "mtv_objects",
+    "virtualization_objects",
+]
 
 VIRTUALIZATION_CRDS = (
     crd(
@@ -41,6 +74,14 @@ VIRTUALIZATION_CRDS = (
         status=True,
     ),
     crd("kubevirt.io", "v1", "KubeVirt", "kubevirts", short_names=("kv",), status=True),
+    crd(
+        "hco.kubevirt.io",
+        "v1beta1",
+        "HyperConverged",
+        "hyperconvergeds",
+        short_names=("hco", "hcos"),
+        status=True,
+    ),
     crd(
         "cdi.kubevirt.io", "v1beta1", "DataVolume", "datavolumes", short_names=("dv",), status=True
     ),
@@ -89,6 +130,16 @@ VIRTUALIZATION_CRDS = (
         namespaced=False,
         status=True,
     ),
+    # OLM runs on every OpenShift cluster; MTV's operator records its version in one.
+    crd(
+        "operators.coreos.com",
+        "v1alpha1",
+        "ClusterServiceVersion",
+        "clusterserviceversions",
+        short_names=("csv", "csvs"),
+        categories=("olm",),
+        status=True,
+    ),
 )
 FORKLIFT_CRDS = (
     crd("forklift.konveyor.io", "v1beta1", "Provider", "providers", status=True),
@@ -100,8 +151,9 @@ FORKLIFT_CRDS = (
 
 def virtualization_objects(url: str, name: str) -> list[Placed]:
     """What an OpenShift Virtualization cluster holds beyond its CRDs and a real server's own
-    objects: its namespaces, nodes, the default StorageClass, the `Infrastructure` naming its
-    API URL, and the KubeVirt CR. The real clusters of the test stack get the same."""
+    objects but the prerequisites of live migration (`breakable_objects`): its namespaces,
+    nodes, the default StorageClass and the `Infrastructure` naming its API URL. The real
+    clusters of the test stack get the same."""
     return [
         *(namespace(ns) for ns in ("openshift-config", "openshift-cnv")),
         *(
@@ -142,34 +194,14 @@ def virtualization_objects(url: str, name: str) -> list[Placed]:
                 },
             },
         ),
-        (
-            "kubevirt.io",
-            "v1",
-            "kubevirts",
-            {
-                "metadata": {
-                    "name": "kubevirt-kubevirt-hyperconverged",
-                    "namespace": "openshift-cnv",
-                },
-                "spec": {"configuration": {"developerConfiguration": {"featureGates": []}}},
-            },
-        ),
     ]
 
 
 def mtv_objects() -> list[Placed]:
-    """Forklift's namespace, its controller settings and the local `host` provider."""
+    """Forklift's namespace and the local `host` provider (its ForkliftController, Deployment and
+    ClusterServiceVersion come from `breakable_objects`)."""
     return [
         namespace(MTV_NAMESPACE),
-        (
-            "forklift.konveyor.io",
-            "v1beta1",
-            "forkliftcontrollers",
-            {
-                "metadata": {"name": "forklift-controller", "namespace": MTV_NAMESPACE},
-                "spec": {"feature_ocp_live_migration": "false"},
-            },
-        ),
         (
             "forklift.konveyor.io",
             "v1beta1",
@@ -191,7 +223,27 @@ def install_virtualization(cluster: Cluster) -> None:
 
 
 def install_mtv(cluster: Cluster) -> None:
-    """Forklift on top: its CRDs, its namespace, its controller settings and the host provider."""
+    """Forklift on top: its CRDs, its namespace and the host provider."""
     install_crds(cluster, FORKLIFT_CRDS)
     for placed in mtv_objects():
+        create(cluster, placed)
+
+
+def install_prerequisites(
+    cluster: Cluster,
+    breaks: Set[str] = frozenset(),
+    *,
+    kubevirt_ca: str,
+    external_ca: str,
+    forklift_version: str | None = None,
+) -> None:
+    """The objects of `breakable_objects`, after `install_virtualization` (and `install_mtv`
+    when `forklift_version` is given, on the MTV host)."""
+    for placed in breakable_objects(
+        breaks,
+        cluster=cluster.name,
+        kubevirt_ca=kubevirt_ca,
+        external_ca=external_ca,
+        forklift_version=forklift_version,
+    ):
         create(cluster, placed)
