@@ -17,7 +17,8 @@
     │   ├── Conflict                    409: a write guarded by a resourceVersion lost a race
     │   └── AlreadyExists               409: the name is taken (often by ourselves, a lost answer)
     ├── PartialFailure              12  some pairs of a fleet failed, the others held
-    └── SandboxMissing              13  `sandbox` in an installation without it (the rotation image)
+    ├── SandboxMissing              13  `sandbox` in an installation without it (the rotation image)
+    └── NotReadyForLiveMigration    14  `doctor` failed a check (or, with --strict, warned)
 
 `timing.Transient` (429, 5xx, a dropped connection) is not among them: it never leaves the
 request that is retried, and ends, when the tries run out, as `MtvRegisterError` or
@@ -98,6 +99,10 @@ class SandboxMissing(MtvRegisterError):
     exit_code = 13
 
 
+class NotReadyForLiveMigration(MtvRegisterError):
+    exit_code = 14
+
+
 class NotFound(MtvRegisterError):
     """404: callers treat it as an answer (`get` returns None), not as a failure."""
 
@@ -132,5 +137,6 @@ EXIT_CODES: dict[str, int] = {
         ConflictError,
         PartialFailure,
         SandboxMissing,
+        NotReadyForLiveMigration,
     )
 }

@@ -66,11 +66,28 @@ ROLE_BINDING = Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings
 PROVIDER = Kind("forklift.konveyor.io/v1beta1", "Provider", "providers", True)
 INFRASTRUCTURE = Kind("config.openshift.io/v1", "Infrastructure", "infrastructures", False)
 CRON_JOB = Kind("batch/v1", "CronJob", "cronjobs", True)
+EVENT = Kind("events.k8s.io/v1", "Event", "events", True)
 SELF_SUBJECT_REVIEW = Kind(
     "authentication.k8s.io/v1", "SelfSubjectReview", "selfsubjectreviews", False
 )
 SELF_SUBJECT_ACCESS_REVIEW = Kind(
     "authorization.k8s.io/v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", False
+)
+# What `doctor` reads of OpenShift Virtualization, MTV and Submariner.
+KUBEVIRT = Kind("kubevirt.io/v1", "KubeVirt", "kubevirts", True)
+HYPERCONVERGED = Kind("hco.kubevirt.io/v1beta1", "HyperConverged", "hyperconvergeds", True)
+CLUSTER_SERVICE_VERSION = Kind(
+    "operators.coreos.com/v1alpha1", "ClusterServiceVersion", "clusterserviceversions", True
+)
+FORKLIFT_CONTROLLER = Kind(
+    "forklift.konveyor.io/v1beta1", "ForkliftController", "forkliftcontrollers", True
+)
+DEPLOYMENT = Kind("apps/v1", "Deployment", "deployments", True)
+NETWORK_ATTACHMENT_DEFINITION = Kind(
+    "k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition", "network-attachment-definitions", True
+)
+CUSTOM_RESOURCE_DEFINITION = Kind(
+    "apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", False
 )
 
 MERGE_PATCH = "application/merge-patch+json"

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from mtv_register.cli import register, rotate, sandbox, status, unregister
+from mtv_register.cli import doctor, register, rotate, sandbox, status, unregister
 from mtv_register.cli.common import command, err, set_verbosity
 
 __all__ = ["app", "main"]
@@ -35,6 +35,7 @@ app.add_typer(sandbox_app, name="sandbox")
 # In the order `--help` lists them.
 app.command()(command(register.register))
 app.command()(command(status.status))
+app.command()(command(doctor.doctor))
 app.command()(command(unregister.unregister))
 app.command()(command(rotate.rotate))
 app.command()(command(rotate.schedule))

@@ -1,5 +1,6 @@
 """`mtv-register sandbox demo`: a sandbox with a separate MTV host, one pair registered on it
-twice (the second run changes nothing), its status and kubectl's view of it, then nothing left.
+twice (the second run changes nothing), its status, kubectl's view of it and `doctor` on the
+pair, then nothing left.
 
 What it shows goes through `Show`, which the CLI implements; this module does the work."""
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mtv_register.clusters import Connector
+from mtv_register.doctor import DoctorOptions, DoctorReport, diagnose
 from mtv_register.orchestrator import PairOptions, PairResult, register_pair
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
 from mtv_register.status import status as read_status
@@ -33,6 +35,9 @@ class Show(Protocol):
 
     def status(self, report: dict[str, Any]) -> None:
         """The host's Providers."""
+
+    def doctor(self, report: DoctorReport) -> None:
+        """The pair's readiness for live migration."""
 
 
 def run(show: Show, *, token_delay: float = 0.5, timing: Timing | None = None) -> None:
@@ -84,4 +89,16 @@ def run(show: Show, *, token_delay: float = 0.5, timing: Timing | None = None) -
                 subprocess.run(command, env=env, check=False, timeout=KUBECTL_TIMEOUT)
             else:
                 show.line("   (kubectl is not installed; skipped)")
-        show.step("6. sandbox stopped; nothing was left behind")
+            show.step("6. mtv-register doctor --source source --destination destination --host mtv")
+            show.doctor(
+                diagnose(
+                    DoctorOptions(
+                        source="source",
+                        destination="destination",
+                        host="mtv",
+                        kubeconfig=kubeconfig,
+                        connector=Connector(timing=timing or Timing()),
+                    )
+                )
+            )
+        show.step("7. sandbox stopped; nothing was left behind")

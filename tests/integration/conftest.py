@@ -65,7 +65,7 @@ def assert_no_token_in_any_form(text: str) -> None:
 
 # The commands that take --client.
 BACKEND_COMMANDS = frozenset(
-    {"register", "status", "unregister", "rotate", "schedule", "unschedule"}
+    {"register", "status", "doctor", "unregister", "rotate", "schedule", "unschedule"}
 )
 
 
