@@ -171,6 +171,13 @@ def wait_all_ready(
     shown: dict[str, str] = {}
     diagnosed: set[tuple[str, str]] = set()
     current, version = _listing(kube, namespace)
+    # A failure already there when the wait for a new Secret starts is the verdict on the Secret
+    # before it (Forklift keeps it until its next test): it counts once the Provider changes.
+    stale = {
+        name: current[name]["metadata"].get("resourceVersion")
+        for name in expected
+        if name in current and verdict(current[name]) == "failed"
+    }
     while True:
         pending = []
         for name in names:
@@ -192,7 +199,9 @@ def wait_all_ready(
                 shown[name] = line
                 say(f"Forklift: Provider {namespace}/{name}: {line}")
             if state == "failed":
-                raise _not_ready(namespace, name, provider)
+                if stale.get(name) != provider["metadata"].get("resourceVersion"):
+                    raise _not_ready(namespace, name, provider)
+                state = None
             if state == "retrying":
                 key = (name, failure_message(provider))
                 if key not in diagnosed:
@@ -207,7 +216,7 @@ def wait_all_ready(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             provider = current[pending[0]]
-            if verdict(provider) == "retrying":
+            if verdict(provider) in ("retrying", "failed"):
                 raise _not_ready(namespace, pending[0], provider, after=timeout)
             phase = (provider.get("status") or {}).get("phase", "unknown")
             raise errors.WaitTimeout(
