@@ -75,6 +75,10 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Never prompt.")]
 OutputOption = Annotated[Output, typer.Option("--output", "-o", help="text, json or yaml.")]
 SourceOption = Annotated[str | None, typer.Option(help="Context of the source cluster.")]
 DestinationOption = Annotated[str | None, typer.Option(help="Context of the destination cluster.")]
+SourceNameOption = Annotated[str | None, typer.Option(help="Provider name of the source.")]
+DestinationNameOption = Annotated[
+    str | None, typer.Option(help="Provider name of the destination.")
+]
 SaNamespaceOption = Annotated[str, typer.Option(help="Namespace of that ServiceAccount.")]
 TimeoutOption = Annotated[str, typer.Option(help="Deadline for the whole run, e.g. 90s, 5m.")]
 

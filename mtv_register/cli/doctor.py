@@ -10,6 +10,7 @@ import typer
 from mtv_register.cli.common import (
     Client,
     ClientOption,
+    DestinationNameOption,
     ExplainOption,
     HostOption,
     KubeconfigOption,
@@ -17,6 +18,7 @@ from mtv_register.cli.common import (
     OcPathOption,
     Output,
     OutputOption,
+    SourceNameOption,
     TimeoutOption,
     YesOption,
     check_client,
@@ -40,10 +42,8 @@ def doctor(
     host: HostOption = None,
     kubeconfig: KubeconfigOption = None,
     mtv_namespace: MtvNamespaceOption = None,
-    source_name: Annotated[str | None, typer.Option(help="Provider name of the source.")] = None,
-    destination_name: Annotated[
-        str | None, typer.Option(help="Provider name of the destination.")
-    ] = None,
+    source_name: SourceNameOption = None,
+    destination_name: DestinationNameOption = None,
     warn_within: Annotated[
         str, typer.Option(help="Warn of a token or CA that expires within this, e.g. 30d.")
     ] = "30d",

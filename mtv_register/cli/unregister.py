@@ -11,6 +11,7 @@ from mtv_register.cli import fleet
 from mtv_register.cli.common import (
     Client,
     ClientOption,
+    DestinationNameOption,
     DestinationOption,
     ExplainOption,
     HostOption,
@@ -20,6 +21,7 @@ from mtv_register.cli.common import (
     Output,
     OutputOption,
     SaNamespaceOption,
+    SourceNameOption,
     SourceOption,
     TimeoutOption,
     YesOption,
@@ -45,10 +47,8 @@ def unregister(
     host: HostOption = None,
     kubeconfig: KubeconfigOption = None,
     mtv_namespace: MtvNamespaceOption = None,
-    source_name: Annotated[str | None, typer.Option(help="Provider name of the source.")] = None,
-    destination_name: Annotated[
-        str | None, typer.Option(help="Provider name of the destination.")
-    ] = None,
+    source_name: SourceNameOption = None,
+    destination_name: DestinationNameOption = None,
     service_account: Annotated[
         str, typer.Option(help="ServiceAccount register created on each cluster.")
     ] = "mtv-provider",

@@ -68,6 +68,14 @@ def found(checks: list[Obj], check: str, cluster: str, result: str) -> list[Obj]
     ]
 
 
+def one_failure(result: Result, checks: list[Obj], check: str, cluster: str) -> Obj:
+    """Exit 14, and exactly one failed finding of `check` on `cluster`: that one."""
+    assert result.exit_code == NOT_READY, result.stdout
+    failed = found(checks, check, cluster, "fail")
+    assert len(failed) == 1, checks
+    return failed[0]
+
+
 def only_failure(checks: list[Obj], check: str, cluster: str) -> Obj:
     """The one failed finding, and that it is the only one: each break breaks one thing."""
     failed = [c for c in checks if c["result"] == "fail"]
@@ -197,10 +205,9 @@ def test_an_old_virtualization_fails_and_unequal_minors_warn(cli: CliRun, target
     old = {"versions": [{"name": "operator", "version": "4.19.3"}]}
     with changed(target, "source", HYPERCONVERGED, HCO_NAME, CNV, status=old):
         result, checks = doctor(cli, target)
-    assert result.exit_code == NOT_READY
-    failure = [c for c in found(checks, "versions", "source", "fail")]
-    assert len(failure) == 1 and "OpenShift Virtualization 4.19.3" in failure[0]["saw"]
-    assert "4.20 or later" in failure[0]["saw"]
+    failure = one_failure(result, checks, "versions", "source")
+    assert "OpenShift Virtualization 4.19.3" in failure["saw"]
+    assert "4.20 or later" in failure["saw"]
     newer = {"versions": [{"name": "operator", "version": "4.21.0"}]}
     with changed(target, "destination", HYPERCONVERGED, HCO_NAME, CNV, status=newer):
         result, checks = doctor(cli, target)
@@ -222,9 +229,8 @@ def test_an_mtv_before_2_10_fails(cli: CliRun, target: Target) -> None:
         spec={"spec": {"version": "2.9.4"}},
     ):
         result, checks = doctor(cli, target)
-    assert result.exit_code == NOT_READY
-    failure = found(checks, "versions", "mtv", "fail")
-    assert len(failure) == 1 and failure[0]["saw"].startswith("MTV 2.9.4")
+    failure = one_failure(result, checks, "versions", "mtv")
+    assert failure["saw"].startswith("MTV 2.9.4")
 
 
 def test_a_missing_feature_gate_is_fixed_by_the_kubevirt_patch_it_prints(
@@ -292,10 +298,9 @@ def test_a_feature_gate_turned_off_in_hyperconverged_names_the_hyperconverged_pa
 ) -> None:
     with _gate_off(target, "source"):
         result, checks = doctor(cli, target)
-    assert result.exit_code == NOT_READY
-    failure = found(checks, "feature-gates", "source", "fail")
-    assert len(failure) == 1 and "HyperConverged" in failure[0]["saw"]
-    assert failure[0]["fix"] == (
+    failure = one_failure(result, checks, "feature-gates", "source")
+    assert "HyperConverged" in failure["saw"]
+    assert failure["fix"] == (
         "kubectl --context source patch hyperconverged kubevirt-hyperconverged -n openshift-cnv "
         """--type merge -p '{"spec":{"featureGates":{"decentralizedLiveMigration":true}}}'"""
     )
@@ -349,12 +354,10 @@ def test_forklift_without_its_live_migration_flag_names_the_forkliftcontroller_p
 ) -> None:
     with _flag_off(target):
         result, checks = doctor(cli, target)
-    assert result.exit_code == NOT_READY
-    failure = found(checks, "feature-gates", "mtv", "fail")
-    assert len(failure) == 1
-    assert failure[0]["saw"] == "forklift-controller runs with FEATURE_OCP_LIVE_MIGRATION=false"
-    assert " patch forkliftcontroller " in failure[0]["fix"]
-    assert '"feature_ocp_live_migration":"true"' in failure[0]["fix"]
+    failure = one_failure(result, checks, "feature-gates", "mtv")
+    assert failure["saw"] == "forklift-controller runs with FEATURE_OCP_LIVE_MIGRATION=false"
+    assert " patch forkliftcontroller " in failure["fix"]
+    assert '"feature_ocp_live_migration":"true"' in failure["fix"]
 
 
 @pytest.mark.sandbox_only(OPERATORS)
@@ -374,9 +377,8 @@ def test_kubevirt_without_synchronization_addresses_fails(cli: CliRun, target: T
         status={"synchronizationAddresses": None},
     ):  # fmt: skip
         result, checks = doctor(cli, target)
-    assert result.exit_code == NOT_READY
-    failure = found(checks, "kubevirt", "destination", "fail")
-    assert len(failure) == 1 and "synchronizationAddresses" in failure[0]["saw"]
+    failure = one_failure(result, checks, "kubevirt", "destination")
+    assert "synchronizationAddresses" in failure["saw"]
 
 
 def test_a_missing_kubevirt_ca_config_map_fails(cli: CliRun, target: Target) -> None:
@@ -462,13 +464,12 @@ def test_a_revoked_token_fails_and_the_rotation_it_prints_recovers_it(
         assert kube.delete(SECRET, "mtv-provider-token", "mtv-register")
     assert target.refuses("destination", _provider_token(target, "destination"))
     result, checks = doctor(cli, target)
-    assert result.exit_code == NOT_READY
-    failure = found(checks, "permissions", "destination", "fail")
-    assert len(failure) == 1 and "(401)" in failure[0]["saw"]
-    assert failure[0]["fix"] == (
+    failure = one_failure(result, checks, "permissions", "destination")
+    assert "(401)" in failure["saw"]
+    assert failure["fix"] == (
         "mtv-register rotate --host mtv --provider destination --destination-context destination"
     )
-    run_fix(failure[0]["fix"], cli, target)
+    run_fix(failure["fix"], cli, target)
     _, checks = doctor(cli, target)
     assert found(checks, "permissions", "destination", "ok")
 

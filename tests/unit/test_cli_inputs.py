@@ -57,7 +57,8 @@ def test_schedule_refuses_an_empty_image(image: str) -> None:
     assert "is not an image reference" in output
 
 
-def test_a_context_without_credentials_is_an_unusable_context(tmp_path: Path) -> None:
+def _kubeconfig(tmp_path: Path, user: dict[str, str], contexts: list[str], **extra: str) -> Path:
+    """A kubeconfig of `contexts` on one unreachable server, all as `user`."""
     kubeconfig = tmp_path / "config"
     kubeconfig.write_text(
         yaml.safe_dump(
@@ -65,38 +66,25 @@ def test_a_context_without_credentials_is_an_unusable_context(tmp_path: Path) ->
                 "apiVersion": "v1",
                 "kind": "Config",
                 "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
-                "users": [{"name": "nobody", "user": {}}],
+                "users": [{"name": "u", "user": user}],
                 "contexts": [
-                    {"name": "a", "context": {"cluster": "c", "user": "nobody"}},
-                    {"name": "b", "context": {"cluster": "c", "user": "nobody"}},
+                    {"name": name, "context": {"cluster": "c", "user": "u"}} for name in contexts
                 ],
-                "current-context": "a",
+                **extra,
             }
         )
     )
+    return kubeconfig
+
+
+def test_a_context_without_credentials_is_an_unusable_context(tmp_path: Path) -> None:
+    kubeconfig = _kubeconfig(tmp_path, {}, ["a", "b"], **{"current-context": "a"})
     code, output = run(
         "register", "--kubeconfig", str(kubeconfig), "--source", "a", "--destination", "b", "--yes"
     )
     assert code == 3
     assert ('context "a"' in output or 'context "b"' in output) and "has no credentials" in output
     assert "system:anonymous" in output and output.count("\n") == 1
-
-
-def _kubeconfig(tmp_path: Path, **extra: str) -> Path:
-    kubeconfig = tmp_path / "config"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "a", "context": {"cluster": "c", "user": "u"}}],
-                **extra,
-            }
-        )
-    )
-    return kubeconfig
 
 
 @pytest.mark.parametrize(
@@ -113,7 +101,7 @@ def test_every_command_refuses_a_timeout_that_leaves_no_time(
     tmp_path: Path, command: list[str], timeout: str
 ) -> None:
     """One check (the library's), one line, whatever unit the zero is written in."""
-    kubeconfig = _kubeconfig(tmp_path, **{"current-context": "a"})
+    kubeconfig = _kubeconfig(tmp_path, {"token": "t"}, ["a"], **{"current-context": "a"})
     code, output = run(*command, "--kubeconfig", str(kubeconfig), "--timeout", timeout)
     assert code == 2, output
     assert output == (
@@ -123,7 +111,7 @@ def test_every_command_refuses_a_timeout_that_leaves_no_time(
 
 
 def test_status_without_host_or_current_context_names_the_fix(tmp_path: Path) -> None:
-    code, output = run("status", "--kubeconfig", str(_kubeconfig(tmp_path)))
+    code, output = run("status", "--kubeconfig", str(_kubeconfig(tmp_path, {"token": "t"}, ["a"])))
     assert code == 2
     assert "no --host and no current-context in the kubeconfig" in output
     assert "pass --host CONTEXT" in output
