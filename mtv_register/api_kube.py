@@ -3,7 +3,8 @@
 Plain JSON dicts over the client's REST layer and connection pool (TLS, client certificates and
 proxy as the kubeconfig says), so every request is one request (no discovery round trips). A
 connection that fails becomes `errors` (TLS, unreachable) or `Transient` here; an answer that is
-not 2xx goes to `kube.translate`; each request is retried with `timing.retrying`.
+not 2xx goes to `kube.translate`; each request is retried with `timing.retrying`, and each try
+waits its turn in the server's `throttle` bucket (`--qps`, `--burst`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from urllib.parse import urlencode
 
 import urllib3
 
-from mtv_register import deadline, errors
+from mtv_register import deadline, errors, throttle
 from mtv_register.kube import MERGE_PATCH, Kind, NotFound, translate
 from mtv_register.redaction import scrub
 from mtv_register.timing import Timing, Transient, retrying
@@ -242,7 +243,9 @@ class ApiKube:
         if query:
             url += "?" + urlencode(query)
         payload = json.dumps(body).encode() if body is not None else None
-        deadline.check(f"{method} {path} on context {self.context}")
+        step = f"{method} {path} on context {self.context}"
+        deadline.check(step)
+        throttle.take(self.url, self.timing.qps, self.timing.burst, step=step)
         timeout = deadline.cap(timeout)
         try:
             response = self.api_client.rest_client.pool_manager.request(

@@ -9,6 +9,8 @@ openshift-client (and this one never loads the `kubernetes` package). Every comm
   `create --raw`, `replace -f -`, `patch --type`, `delete --wait=false`;
 - never carries a token: a client holding a service account's token (`from_token`) gets a
   temporary kubeconfig (mode 0600, in a 0700 folder, deleted on `close`); objects go on stdin;
+- counts as one request to its server's `throttle` bucket (`--qps`, `--burst`), shared with
+  every other client of the run;
 - is recorded (openshift-client's `tracking`) in `oc_trail.TRAIL`, which `--explain` prints as
   a runbook.
 
@@ -35,7 +37,7 @@ from urllib.parse import urlencode
 import openshift_client as oc
 
 from mtv_register import deadline as run_deadline
-from mtv_register import errors, oc_errors
+from mtv_register import errors, oc_errors, throttle
 from mtv_register.kube import JSON_PATCH, MERGE_PATCH, Kind, NotFound
 from mtv_register.oc_trail import TOKEN_KUBECONFIG_PREFIX, TRAIL
 from mtv_register.redaction import scrub
@@ -348,7 +350,9 @@ class OcKube:
         )
 
     def _once(self, verb: str, args: tuple[str, ...], stdin: str | None, what: str) -> str:
-        run_deadline.check(f"{verb} {what} on context {self.context}")
+        step = f"{verb} {what} on context {self.context}"
+        run_deadline.check(step)
+        throttle.take(self.url, self.timing.qps, self.timing.burst, step=step)
         limit = run_deadline.cap(COMMAND_TIMEOUT) or COMMAND_TIMEOUT
         request_timeout = f"{max(1, int(min(limit, REQUEST_SECONDS)))}s"
         command = [f"--context={self.kube_context}", f"--request-timeout={request_timeout}", *args]

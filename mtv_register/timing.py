@@ -9,6 +9,9 @@ read it. No other module has a retry, conflict or polling loop of its own.
 - `poll_until`: a wait for something another controller does (a token filled in, a namespace
   gone, a token just issued accepted), until it holds or its time runs out.
 
+`qps` and `burst` are the client-side rate limit of each API server, which `throttle` applies to
+every request of the run, shared by all its clients of that server.
+
 Every loop also stops at the run's deadline or on Ctrl-C (`deadline`). Tests pass
 `Timing.immediate()` through the public API and the CLI's context object instead of patching
 any of these defaults.
@@ -16,6 +19,7 @@ any of these defaults.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -27,10 +31,17 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# One budget per API server for the whole run (docs/architecture.md#timing): client-go gives
+# each client 5 a second and a burst of 10, and a run holds dozens of clients. A pair sends
+# about a dozen requests to a server, so 50 lets four pairs start unthrottled, and 20 a second
+# keeps any fleet to about one API Priority and Fairness seat on its MTV host.
+DEFAULT_QPS = 20.0
+DEFAULT_BURST = 50
+
 
 @dataclass(frozen=True)
 class Timing:
-    """Every attempt count, back-off, cap and poll interval of one run."""
+    """Every attempt count, back-off, cap, poll interval and rate limit of one run."""
 
     attempts: int = 6  # tries of one request that fails transiently
     initial_wait: float = 0.2  # the first back-off, doubled at each try ...
@@ -44,17 +55,37 @@ class Timing:
     namespace_poll_max: float = 1.0  # ... up to this
     fresh_token_grace: float = 5.0  # how long a token just issued may be refused (401) ...
     fresh_token_poll: float = 0.5  # ... tried again this often
+    qps: float = DEFAULT_QPS  # requests a second to one API server, for the whole run (0: no limit)
+    burst: int = DEFAULT_BURST  # ... and how many may go at once after a quiet spell
+
+    def __post_init__(self) -> None:
+        check_rate(self.qps, self.burst)
 
     @classmethod
     def immediate(cls) -> Timing:
-        """No back-off and no Retry-After: what tests run with (the attempt counts stay)."""
-        return cls(initial_wait=0.0, max_wait=0.0, honour_retry_after=False)
+        """No back-off, no Retry-After and no rate limit: what tests run with (the attempt
+        counts stay)."""
+        return cls(initial_wait=0.0, max_wait=0.0, honour_retry_after=False, qps=0.0)
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait after the `attempt`-th try failed (1-based)."""
         if retry_after is not None and self.honour_retry_after:
             return min(retry_after, self.retry_after_cap)
         return float(min(self.initial_wait * (2 ** (attempt - 1)), self.max_wait))
+
+
+def check_rate(qps: float, burst: int) -> None:
+    """The one check of `--qps` and `--burst`, for every command."""
+    if not math.isfinite(qps) or qps < 0:
+        raise errors.UsageError(
+            f"--qps must be 0 (no limit) or a positive number of requests a second, not {qps:g}",
+            fix=f"pass e.g. --qps {DEFAULT_QPS:g}",
+        )
+    if burst < 1:
+        raise errors.UsageError(
+            f"--burst must be at least 1 request, not {burst}",
+            fix=f"pass e.g. --burst {DEFAULT_BURST}",
+        )
 
 
 class Transient(Exception):

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 
+from mtv_register.timing import DEFAULT_BURST, DEFAULT_QPS  # light: no client is loaded
+
 if TYPE_CHECKING:
     from mtv_register.clusters import Connector
     from mtv_register.timing import Timing
@@ -81,6 +83,21 @@ DestinationNameOption = Annotated[
 ]
 SaNamespaceOption = Annotated[str, typer.Option(help="Namespace of that ServiceAccount.")]
 TimeoutOption = Annotated[str, typer.Option(help="Deadline for the whole run, e.g. 90s, 5m.")]
+QpsOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Requests a second to each API server, shared by every pair and client of the run "
+        "(0: no limit).",
+        show_default=f"{DEFAULT_QPS:g}",
+    ),
+]
+BurstOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Requests that may go at once to an API server before --qps paces them.",
+        show_default=str(DEFAULT_BURST),
+    ),
+]
 
 # verbose: -v's count; runbook: an --explain runbook still to print (True: on stderr).
 _state: dict[str, Any] = {"verbose": 0, "runbook": None}
@@ -158,12 +175,27 @@ def timing_of(ctx: typer.Context) -> Timing | None:
     return policy if isinstance(policy, Timing) else None
 
 
-def connector_of(ctx: typer.Context, client: Client, oc_path: str | None) -> Connector:
-    """How this command's clients are made: `--client`, `--oc-path` and the context's Timing."""
+def connector_of(
+    ctx: typer.Context,
+    client: Client,
+    oc_path: str | None,
+    qps: float | None = None,
+    burst: int | None = None,
+) -> Connector:
+    """How this command's clients are made: `--client`, `--oc-path` and the context's Timing,
+    with `--qps` and `--burst` when given (the library refuses values out of range)."""
+    import dataclasses
+
     from mtv_register.clusters import Connector
     from mtv_register.timing import Timing
 
-    return Connector(client.value, oc_path, timing_of(ctx) or Timing())
+    timing = timing_of(ctx) or Timing()
+    timing = dataclasses.replace(
+        timing,
+        qps=timing.qps if qps is None else qps,
+        burst=timing.burst if burst is None else burst,
+    )
+    return Connector(client.value, oc_path, timing)
 
 
 def duration(value: str, flag: str) -> float:

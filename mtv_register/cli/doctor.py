@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mtv_register.cli.common import (
+    BurstOption,
     Client,
     ClientOption,
     DestinationNameOption,
@@ -18,6 +19,7 @@ from mtv_register.cli.common import (
     OcPathOption,
     Output,
     OutputOption,
+    QpsOption,
     SourceNameOption,
     TimeoutOption,
     YesOption,
@@ -60,6 +62,8 @@ def doctor(
     client: ClientOption = Client.kubernetes,
     oc_path: OcPathOption = None,
     explain: ExplainOption = False,
+    qps: QpsOption = None,
+    burst: BurstOption = None,
     timeout: TimeoutOption = "2m",
 ) -> None:
     """Is this pair ready for cross-cluster live migration, and are its credentials sound? Each
@@ -87,7 +91,7 @@ def doctor(
         destination_name=destination_name,
         warn_within=within,
         strict=strict,
-        connector=connector_of(ctx, client, oc_path),
+        connector=connector_of(ctx, client, oc_path, qps, burst),
     )
 
     def confirm(repairs: list[Finding]) -> bool:

@@ -10,6 +10,7 @@ import typer
 
 from mtv_register.cli import fleet, prompts
 from mtv_register.cli.common import (
+    BurstOption,
     Client,
     ClientOption,
     DestinationOption,
@@ -19,6 +20,7 @@ from mtv_register.cli.common import (
     OcPathOption,
     Output,
     OutputOption,
+    QpsOption,
     SaNamespaceOption,
     SourceOption,
     TimeoutOption,
@@ -137,6 +139,8 @@ def register(
     client: ClientOption = Client.kubernetes,
     oc_path: OcPathOption = None,
     explain: ExplainOption = False,
+    qps: QpsOption = None,
+    burst: BurstOption = None,
 ) -> None:
     """Register a source/destination pair with MTV: credentials on both, Providers on the host."""
     from mtv_register import deadline
@@ -195,7 +199,7 @@ def register(
         timeout=seconds,
         legacy_cacert=legacy_cacert,
         submariner=submariner,
-        connector=connector_of(ctx, client, oc_path),
+        connector=connector_of(ctx, client, oc_path, qps, burst),
     )
     if pairs is not None:
         with explaining(explain, output):

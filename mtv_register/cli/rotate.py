@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from mtv_register.cli.common import (
+    BurstOption,
     Client,
     ClientOption,
     ExplainOption,
@@ -19,6 +20,7 @@ from mtv_register.cli.common import (
     OcPathOption,
     Output,
     OutputOption,
+    QpsOption,
     YesOption,
     check_client,
     connector_of,
@@ -69,6 +71,8 @@ def rotate(
     client: ClientOption = Client.kubernetes,
     oc_path: OcPathOption = None,
     explain: ExplainOption = False,
+    qps: QpsOption = None,
+    burst: BurstOption = None,
 ) -> None:
     """Rotate Provider credentials with no downtime, using each Provider's own token."""
     from mtv_register import deadline
@@ -88,7 +92,7 @@ def rotate(
         if before_expiry is None
         else dt.timedelta(seconds=duration(before_expiry, "--before-expiry"))
     )
-    connector = connector_of(ctx, client, oc_path)
+    connector = connector_of(ctx, client, oc_path, qps, burst)
     options = RotateOptions(
         max_age=age,
         max_age_label=max_age or "",
@@ -141,6 +145,8 @@ def schedule(
     client: ClientOption = Client.kubernetes,
     oc_path: OcPathOption = None,
     explain: ExplainOption = False,
+    qps: QpsOption = None,
+    burst: BurstOption = None,
 ) -> None:
     """Rotate on a schedule: a CronJob in the MTV namespace, as a least-privileged account.
 
@@ -169,7 +175,7 @@ def schedule(
             image=image,
             report=lambda change: typer.echo(str(change)),
             dry_run=dry_run,
-            connector=connector_of(ctx, client, oc_path),
+            connector=connector_of(ctx, client, oc_path, qps, burst),
         )
         if dry_run:
             for obj in objects:
@@ -186,6 +192,8 @@ def unschedule(
     client: ClientOption = Client.kubernetes,
     oc_path: OcPathOption = None,
     explain: ExplainOption = False,
+    qps: QpsOption = None,
+    burst: BurstOption = None,
 ) -> None:
     """Remove the rotation CronJob and its account."""
     from mtv_register.schedule import remove
@@ -197,7 +205,7 @@ def unschedule(
             host=host,
             mtv_namespace=mtv_namespace,
             report=lambda change: typer.echo(str(change)),
-            connector=connector_of(ctx, client, oc_path),
+            connector=connector_of(ctx, client, oc_path, qps, burst),
         )
         typer.echo("rotation unscheduled")
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from mtv_register.cli.common import (
+    BurstOption,
     Client,
     ClientOption,
     ExplainOption,
@@ -16,6 +17,7 @@ from mtv_register.cli.common import (
     OcPathOption,
     Output,
     OutputOption,
+    QpsOption,
     check_client,
     connector_of,
     err,
@@ -40,6 +42,8 @@ def status(
     client: ClientOption = Client.kubernetes,
     oc_path: OcPathOption = None,
     explain: ExplainOption = False,
+    qps: QpsOption = None,
+    burst: BurstOption = None,
     timeout: Annotated[str, typer.Option(help="Deadline for the whole command.")] = "1m",
 ) -> None:
     """Every Provider on the MTV host: Ready or not and why, URL, token age, CA expiry. Exits 10
@@ -57,7 +61,7 @@ def status(
             kubeconfig=kubeconfig,
             mtv_namespace=mtv_namespace,
             remotes=remotes,
-            connector=connector_of(ctx, client, oc_path),
+            connector=connector_of(ctx, client, oc_path, qps, burst),
         )
         render(report, output, lambda: status_table(report))
     failing = [row["name"] for row in report["providers"] if not row["ready"]]

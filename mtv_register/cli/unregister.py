@@ -9,6 +9,7 @@ import typer
 
 from mtv_register.cli import fleet
 from mtv_register.cli.common import (
+    BurstOption,
     Client,
     ClientOption,
     DestinationNameOption,
@@ -20,6 +21,7 @@ from mtv_register.cli.common import (
     OcPathOption,
     Output,
     OutputOption,
+    QpsOption,
     SaNamespaceOption,
     SourceNameOption,
     SourceOption,
@@ -69,6 +71,8 @@ def unregister(
     client: ClientOption = Client.kubernetes,
     oc_path: OcPathOption = None,
     explain: ExplainOption = False,
+    qps: QpsOption = None,
+    burst: BurstOption = None,
 ) -> None:
     """Remove what `register` created, on every cluster, and nothing else: a Provider, or a
     cluster's credentials, that another registration still uses stays."""
@@ -102,7 +106,7 @@ def unregister(
         remote=RemoteSpec(
             service_account=service_account, namespace=sa_namespace, role_name=role_name
         ),
-        connector=connector_of(ctx, client, oc_path),
+        connector=connector_of(ctx, client, oc_path, qps, burst),
     )
     asking = may_prompt(interactive, yes)
     if pairs is not None:

@@ -115,3 +115,40 @@ def test_status_without_host_or_current_context_names_the_fix(tmp_path: Path) ->
     assert code == 2
     assert "no --host and no current-context in the kubeconfig" in output
     assert "pass --host CONTEXT" in output
+
+
+RATE_COMMANDS = [
+    ["register", "--source", "a", "--destination", "b", "--yes"],
+    ["register", "--pairs", "PAIRS", "--yes"],
+    ["unregister", "--source", "a", "--destination", "b", "--yes"],
+    ["status", "--host", "a"],
+    ["rotate", "--all", "--host", "a"],
+    ["doctor", "--source", "a", "--destination", "b"],
+]
+
+
+@pytest.mark.parametrize("command", RATE_COMMANDS, ids=lambda c: " ".join(c[:2]))
+@pytest.mark.parametrize(
+    ("flags", "line"),
+    [
+        (
+            ["--qps", "-1"],
+            "error: --qps must be 0 (no limit) or a positive number of requests a second, not "
+            "-1: pass e.g. --qps 20\n",
+        ),
+        (
+            ["--burst", "0"],
+            "error: --burst must be at least 1 request, not 0: pass e.g. --burst 50\n",
+        ),
+    ],
+)
+def test_every_command_refuses_a_rate_out_of_range_before_any_request(
+    tmp_path: Path, command: list[str], flags: list[str], line: str
+) -> None:
+    """The library's one check: one line, exit 2; the kubeconfig's server is never tried."""
+    kubeconfig = _kubeconfig(tmp_path, {"token": "t"}, ["a", "b"], **{"current-context": "a"})
+    pairs = tmp_path / "pairs.yaml"
+    pairs.write_text("pairs:\n- source: a\n  destination: b\n")
+    argv = [str(pairs) if arg == "PAIRS" else arg for arg in command]
+    code, output = run(*argv, "--kubeconfig", str(kubeconfig), *flags)
+    assert (code, output) == (2, line)
