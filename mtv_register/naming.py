@@ -97,6 +97,8 @@ SUBMARINER_SUFFIX: Final = "-submariner"
 # The scheduled rotation on the MTV host: its ServiceAccount, Role and binding, and CronJob.
 ROTATOR_NAME: Final = "mtv-register-rotator"
 ROTATION_CRONJOB: Final = "mtv-register-rotate"
+# The `reportingController` of the Events the tool records on Providers (a qualified name).
+EVENT_CONTROLLER: Final = "mtv-register.konveyor.io/mtv-register"
 
 
 # --- Object names ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtv_register import clusters, errors, forklift, manifests, verdicts
+from mtv_register import clusters, errors, events, forklift, manifests, verdicts
 from mtv_register import deadline as run_deadline
 from mtv_register import sides as pair_sides  # called through the module: tests patch its steps
 from mtv_register.bootstrap import RemoteSpec, bootstrap
@@ -71,9 +71,7 @@ class PairResult:
 
     @property
     def mutated(self) -> bool:
-        return any(
-            c.action not in ("unchanged", "would create", "would update") for c in self.changes
-        )
+        return any(change.mutates for change in self.changes)
 
 
 Progress = Callable[[str], None]
@@ -103,10 +101,9 @@ def register_pair(
     kubeconfig, sides, kubes = pair_sides.connect_pair(options)
     recorder = Recorder(progress)
     verdict_phase = False
+    remote = [s for s in sides if not s.uses_host_provider]
+    host, namespace = kubes[options.host_context], ""  # the namespace: found by the preflight
     try:
-        remote = [s for s in sides if not s.uses_host_provider]
-        host = kubes[options.host_context]
-
         say(f"preflight: MTV host {host.context}, {', '.join(s.context for s in remote)}")
         with run_deadline.pool(len(remote) + 1) as pool:
             host_check = pool.submit(_preflight_host, host, options, sides)
@@ -209,6 +206,7 @@ def register_pair(
                 )
             )
         result.changes = recorder.changes
+        events.registration(host, namespace, remote, recorder.changes, ready=ready, say=say)
         return result
     except (KeyboardInterrupt, run_deadline.Cancelled):
         run_deadline.cancel()  # what still runs in other threads stops at its next request
@@ -230,6 +228,9 @@ def register_pair(
         # Bad input met mid-way (a permission, a name taken): no half-made registration stays.
         # Forklift's verdict is not such a refusal: the registration stays for status to show.
         if verdict_phase:
+            events.registration(
+                host, namespace, remote, recorder.changes, failure=refusal, saved=True, say=say
+            )
             raise
         left = _roll_back(kubes, recorder.changes, say, max(5.0, deadline - time.monotonic()))
         if not left:
@@ -238,6 +239,11 @@ def register_pair(
             f"{refusal.cause} (could not remove what this run created: {'; '.join(left)})",
             fix=refusal.fix,
         ) from None
+    except errors.MtvRegisterError as failure:  # nothing rolled back: what was saved stays
+        events.registration(
+            host, namespace, remote, recorder.changes, failure=failure, saved=verdict_phase, say=say
+        )
+        raise
     finally:
         for kube in kubes.values():
             kube.close()

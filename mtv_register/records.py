@@ -17,6 +17,11 @@ class Change:
     namespace: str
     action: str  # created, updated, replaced, unchanged, deleted, kept, would create, ...
 
+    @property
+    def mutates(self) -> bool:
+        """Whether the run wrote the object (not only looked at it, or said what it would do)."""
+        return self.action not in ("unchanged", "would create", "would update")
+
     def __str__(self) -> str:
         where = f"{self.namespace}/" if self.namespace else ""
         return f"{self.kind} {where}{self.name} {self.action} on {self.context}"

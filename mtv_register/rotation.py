@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mtv_register import deadline, errors, forklift, naming
+from mtv_register import deadline, errors, events, forklift, naming
 from mtv_register.kube import NAMESPACE, SECRET, Kube
 from mtv_register.records import Change, Report
 from mtv_register.recovery import recover_provider, recovery_for
@@ -329,7 +329,8 @@ def rotate_all(
     recovery: Callable[[Obj], Kube | None] | None = None,
 ) -> list[RotationResult]:
     """Rotate each chosen Provider; one failure never stops the others. `recovery` gives an
-    admin client for a Provider whose token is already dead (or None)."""
+    admin client for a Provider whose token is already dead (or None). Each Provider rotated,
+    recovered or failed gets its Event (`events.rotation`)."""
     providers = managed_providers(host, namespace, names)
 
     def failed(provider: Obj, failure: errors.MtvRegisterError) -> RotationResult:
@@ -338,6 +339,11 @@ def rotate_all(
         )
 
     def one(provider: Obj) -> RotationResult:
+        result = attempt(provider)
+        events.rotation(host, provider, result)  # best effort: the result stands either way
+        return result
+
+    def attempt(provider: Obj) -> RotationResult:
         try:
             return rotate_provider(host, provider, options, report)
         except (errors.AuthenticationFailed, errors.PreflightError) as failure:

@@ -29,8 +29,8 @@ Obj = dict[str, Any]
 
 # What `rotate --in-cluster` needs on the host, and nothing more: it reads Providers and switches
 # their Secrets; on Forklift 2.10 it changes a Provider's generation (a `patch` of its settings)
-# so that Forklift takes the new Secret up. The registered clusters are reached with each
-# Provider's own token.
+# so that Forklift takes the new Secret up; it records each rotation as an Event on its Provider.
+# The registered clusters are reached with each Provider's own token.
 ROTATOR_RULES: Final[list[dict[str, Any]]] = [
     {
         "apiGroups": [FORKLIFT_GROUP],
@@ -38,6 +38,7 @@ ROTATOR_RULES: Final[list[dict[str, Any]]] = [
         "verbs": ["get", "list", "watch", "patch"],
     },
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "update"]},
+    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
 ]
 
 

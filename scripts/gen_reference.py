@@ -60,10 +60,53 @@ def render() -> str:
         "",
     ]
     lines += [f"- [`{ctx.command_path}`](#{_slug(ctx.command_path)})" for _, ctx in commands]
-    lines.append("")
+    lines += ["- [Events](#events)", ""]
     for command, context in commands:
         lines += _command_section(command, context)
+    lines += _events_section()
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _events_section() -> list[str]:
+    """The Events the tool records on Providers, from `mtv_register.events`."""
+    from mtv_register import events, naming
+
+    lines = [
+        "## Events",
+        "",
+        "`register`, `rotate` (by hand, or by the CronJob of `schedule`) and recovery record an "
+        "`events.k8s.io/v1` Event on each Provider they change, in the Provider's namespace on "
+        "the MTV host, so `kubectl describe provider NAME -n openshift-mtv` shows its history. "
+        "A run that changes nothing records none. Recording is best effort: an Event the server "
+        "refuses (no `create` on `events.k8s.io` `events`, a webhook) is said in one progress "
+        "line, and never changes the run's result or exit code; none is recorded once the run "
+        "was interrupted or ran out of `--timeout`.",
+        "",
+        "| reason | type | action | recorded when |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| `{reason}` | {kind} | {action} | {_cell(when)} |"
+        for reason, (kind, action, when) in events.REASONS.items()
+    ]
+    lines += [
+        "",
+        "| field | value |",
+        "| --- | --- |",
+        "| `metadata.name` | `<provider>.<the time in nanoseconds, hex>`, as client-go names "
+        "Events: a create retried after a lost answer meets the first one (409), not a twin |",
+        "| `eventTime` | when, to the microsecond (RFC 3339, UTC) |",
+        f"| `reportingController` | `{naming.EVENT_CONTROLLER}` |",
+        "| `reportingInstance` | the host name of the machine the tool ran on (in the CronJob, "
+        "its pod) |",
+        "| `action`, `reason`, `type` | as above |",
+        f"| `note` | what the run did, or the failure's line; at most {events.NOTE_LIMIT} bytes, "
+        "and never a token (scrubbed like every output) |",
+        "| `regarding` | the Provider: `apiVersion`, `kind`, `name`, `namespace`, `uid`, "
+        "`resourceVersion` |",
+        "",
+    ]
+    return lines
 
 
 def _command_section(command: Any, context: Any) -> list[str]:

@@ -42,14 +42,16 @@ Snapshot = dict[str, dict[tuple[str, str, str], Obj]]
 
 CLUSTERS_VARIABLE = "MTV_REGISTER_TEST_CLUSTERS"
 FORKLIFT_VARIABLE = "MTV_REGISTER_TEST_FORKLIFT"  # present | absent; default: look for it
+FORKLIFT_FIRST_PASS = 15.0  # seconds a running Forklift takes, at most, to test `host`
 SANDBOX_PROCESS = "sandbox-process"
 SANDBOX_PROCESS_FLAGS = ("--mtv-on", "separate")
 CONTEXTS = ("source", "destination", "mtv")
 NO_FORKLIFT = "needs the Forklift controller, which these clusters do not have"
-FORKLIFT_DEPLOYMENT = "forklift-controller"
 
 # What the tool writes, and what tests compare: (group, version, plural, namespaced), in the order
-# a reset deletes them (Providers first: their Secrets follow them by ownerReference).
+# a reset deletes them (Providers first: their Secrets follow them by ownerReference). Not the
+# Events it records on Providers: they are history, named after their time, so two runs that end
+# alike differ in them, and a real server deletes them itself (after an hour).
 RESOURCES: tuple[tuple[str, str, str, bool], ...] = (
     ("forklift.konveyor.io", "v1beta1", "providers", True),
     ("batch", "v1", "cronjobs", True),
@@ -374,12 +376,18 @@ class ExternalTarget(Target):
         setting = os.environ.get(FORKLIFT_VARIABLE, "").lower()
         if setting in ("present", "absent"):
             return setting == "present"
-        found = self._call(
-            self.mtv_context,
-            "GET",
-            f"/apis/apps/v1/namespaces/{MTV_NAMESPACE}/deployments/{FORKLIFT_DEPLOYMENT}",
-        )
-        return found is not None
+        # Every MTV host has the forklift-controller Deployment (the profile's too); a running
+        # controller is seen by what it did: it tested the local `host` Provider (its first pass
+        # comes within seconds of its start).
+        path = f"/apis/forklift.konveyor.io/v1beta1/namespaces/{MTV_NAMESPACE}/providers/host"
+        deadline = time.monotonic() + FORKLIFT_FIRST_PASS
+        while True:
+            host = self._call(self.mtv_context, "GET", path)
+            if ((host or {}).get("status") or {}).get("conditions"):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
 
     def reset(self, timeout: float = 180.0) -> builtins.list[str]:
         """Delete what was added since the baseline (objects inside an added namespace go with

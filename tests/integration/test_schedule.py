@@ -1,6 +1,7 @@
 """Scheduled rotation: `schedule` writes a CronJob and the least-privileged identity it runs as;
 the CronJob's exact command, run as that identity from inside the "cluster", rotates every
-Provider; without its RoleBinding it is denied; `unschedule` removes all four objects.
+Provider (recording an Event on each, or, with a Role that may not, none and the same result);
+without its RoleBinding it is denied; `unschedule` removes all four objects.
 
 `schedule` and `unschedule` take no `--client`: they run on the default backend whatever the
 test's; the CronJob's `rotate` is run on the test's backend."""
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from mtv_register import clusters, naming, schedule
-from mtv_register.kube import ROLE_BINDING, Kube
+from mtv_register.kube import EVENT, ROLE, ROLE_BINDING, Kube
 from mtv_register.sandbox import MTV_NAMESPACE, Sandbox
 from mtv_register.timing import Timing
 from tests.conftest import EXTRA_TOKENS
@@ -256,6 +257,51 @@ def test_the_cron_jobs_command_makes_every_request_as_its_account_and_none_is_re
     assert {e["user"]["username"] for e in ours} == {ROTATOR_USER}
     assert [e["requestURI"] for e in ours if e["responseStatus"]["code"] >= 400] == []
     assert "update" in {e["verb"] for e in ours}  # the provider Secrets were switched by it
+    recorded = [e for e in ours if e["verb"] == "create" and "/events.k8s.io/" in e["requestURI"]]
+    assert len(recorded) == len(PROVIDERS)  # one Event on each Provider, by the same account
+
+
+def tool_events(host: Kube) -> list[str]:
+    """The names of the Events mtv-register recorded in the MTV namespace (a real server lists
+    everyone's there: the pods' too)."""
+    return sorted(
+        e["metadata"]["name"]
+        for e in host.list(EVENT, MTV_NAMESPACE).get("items", [])
+        if e.get("reportingController") == naming.EVENT_CONTROLLER
+    )
+
+
+@pytest.mark.needs_forklift
+def test_a_cron_job_whose_role_may_not_record_events_still_rotates(
+    pair_scheduled: Target, in_the_pod: list[str], kubeconfig: Path, cli: CliRun
+) -> None:
+    """A Role written before the rotation recorded Events (or narrowed by hand): each Event is
+    refused (403), and the rotation's result and exit code are as with it."""
+    old = {p: provider_token(pair_scheduled, p) for p in PROVIDERS}
+    host = admin(kubeconfig)
+    try:
+        role = host.get(ROLE, ROTATOR, MTV_NAMESPACE)
+        assert role is not None
+        role["rules"] = [r for r in role["rules"] if "events.k8s.io" not in r["apiGroups"]]
+        host.replace(ROLE, role)
+        before = tool_events(host)
+    finally:
+        host.close()
+
+    result = cli(*in_the_pod)
+
+    assert result.exit_code == 0, result.output
+    assert sorted(result.stdout.splitlines()) == [
+        "Provider destination rotated",
+        "Provider source rotated",
+    ]
+    assert all(provider_token(pair_scheduled, p) != old[p] for p in PROVIDERS)
+    host = admin(kubeconfig)
+    try:
+        assert tool_events(host) == before
+    finally:
+        host.close()
+    assert_healthy(pair_scheduled)
 
 
 @pytest.mark.needs_forklift
