@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import Result
 
 from mtv_register.kube import (
@@ -658,3 +659,119 @@ def test_each_break_of_the_sandbox_fails_its_check(
     assert result.exit_code == NOT_READY
     failed = {(c["check"], c["cluster"]) for c in checks if c["result"] == "fail"}
     assert failed - {("providers", "source"), ("providers", "destination")} == BROKEN[name]
+
+
+@pytest.mark.needs_forklift
+def test_skipping_tls_verification_warns_and_the_register_it_prints_verifies_again(
+    cli: CliRun, target: Target
+) -> None:
+    insecure = register_args(target.kubeconfig, "--yes", "--insecure-skip-tls-verify")
+    assert cli(*insecure).exit_code == 0
+    result, checks = doctor(cli, target)
+    assert result.exit_code == 0  # a warning
+    warned = found(checks, "hygiene", "source", "warn")
+    assert len(warned) == 1 and "skips TLS verification" in warned[0]["saw"]
+    assert warned[0]["fix"].endswith("--host mtv --ca-source root")
+    run_fix(warned[0]["fix"], cli, target)
+    _, checks = doctor(cli, target)
+    assert not found(checks, "hygiene", "source", "warn")
+    assert found(checks, "expiry", "source", "ok")  # its CA verifies the server again
+
+
+@pytest.mark.needs_forklift
+def test_a_ca_expiring_within_the_horizon_warns(cli: CliRun, target: Target) -> None:
+    assert cli(*register_args(target.kubeconfig, "--yes")).exit_code == 0
+    _, checks = doctor(cli, target, "--warn-within", "36500d")
+    warned = [c for c in found(checks, "expiry", "source", "warn") if "the CA" in c["saw"]]
+    assert len(warned) == 1 and warned[0]["saw"].startswith("the CA expires in ")
+    assert "copies the new one" in warned[0]["fix"]
+
+
+@pytest.mark.sandbox_only(OPERATORS)
+def test_the_migration_network_patch_it_prints_clears_the_network(
+    cli: CliRun, target: Target
+) -> None:
+    with (
+        changed(
+            target, "source", HYPERCONVERGED, HCO_NAME, CNV,
+            spec={"spec": {"liveMigrationConfig": {"network": None}}},
+        ),
+        changed(
+            target, "source", KUBEVIRT, KUBEVIRT_NAME, CNV,
+            spec={"spec": {"configuration": {"migrations": {"network": None}}}},
+        ),
+    ):  # fmt: skip
+        _, checks = doctor(cli, target)
+        run_fix(found(checks, "network", "source", "fail")[0]["fix"], cli, target)
+        _, checks = doctor(cli, target)
+        assert found(checks, "network", "source", "ok")
+
+
+def _documented_roles() -> dict[str, Obj]:
+    """The ClusterRoles of docs/security.md, by name."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    blocks = text.split("```yaml\n")[1:]
+    roles = [doc for block in blocks for doc in yaml.safe_load_all(block.split("```")[0]) if doc]
+    return {role["metadata"]["name"]: role for role in roles if role.get("kind") == "ClusterRole"}
+
+
+def _reader(kube: Kube, roles: list[Obj], namespace: str | None = None) -> str:
+    """An account holding `roles` (cluster-wide, or in `namespace`), and a token of it."""
+    from mtv_register.kube import CLUSTER_ROLE_BINDING, ROLE_BINDING, SERVICE_ACCOUNT
+
+    account = {"metadata": {"name": "doctor-reader", "namespace": "default"}}
+    kube.create(SERVICE_ACCOUNT, {"apiVersion": "v1", "kind": "ServiceAccount", **account})
+    subject = [{"kind": "ServiceAccount", "name": "doctor-reader", "namespace": "default"}]
+    for role in roles:
+        name = role["metadata"]["name"]
+        kube.create(CLUSTER_ROLE, {**role, "metadata": {"name": name}})
+        scoped = namespace is not None and name != "mtv-register-host-namespaces"
+        kind = ROLE_BINDING if scoped else CLUSTER_ROLE_BINDING
+        meta: Obj = {"name": name, **({"namespace": namespace} if scoped else {})}
+        kube.create(
+            kind,
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": kind.kind,
+                "metadata": meta,
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": name,
+                },
+                "subjects": subject,
+            },
+        )
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
+    answer = kube.post(SERVICE_ACCOUNT.path("default", "doctor-reader", "token"), request)
+    return str(answer["status"]["token"])
+
+
+@pytest.mark.needs_forklift
+def test_the_reads_security_md_lists_are_enough_for_every_check(
+    cli: CliRun, target: Target, tmp_path: Path
+) -> None:
+    assert cli(*register_args(target.kubeconfig, "--yes")).exit_code == 0
+    roles = _documented_roles()
+    tokens = {}
+    for context in ("source", "destination"):
+        with admin(target, context) as kube:
+            tokens[context] = _reader(kube, [roles["mtv-register-doctor"]])
+    with admin(target, "mtv") as kube:
+        host_roles = [roles["mtv-register-doctor-host"], roles["mtv-register-host-namespaces"]]
+        tokens["mtv"] = _reader(kube, host_roles, MTV_NAMESPACE)
+    config = yaml.safe_load(target.kubeconfig.read_text())
+    users = {c["name"]: c["context"]["user"] for c in config["contexts"]}
+    for user in config["users"]:
+        context = next(c for c, u in users.items() if u == user["name"])
+        user["user"] = {"token": tokens[context]}
+    reader = tmp_path / "reader-kubeconfig"
+    reader.write_text(yaml.safe_dump(config))
+    result = cli(
+        "doctor", "--source", "source", "--destination", "destination", "--host", "mtv",
+        "--kubeconfig", str(reader), "-o", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stdout
+    report = json.loads(result.stdout)
+    assert report["notChecked"] == [] and report["summary"]["failed"] == 0
+    assert {c["result"] for c in report["checks"]} == {"ok"}
