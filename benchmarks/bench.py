@@ -3,6 +3,10 @@ one run on one machine. Writes benchmarks/results.json, docs/benchmarks.md, docs
 
 Every figure is a median of RUNS runs after a warm-up; comparisons are ratios within this run,
 never absolute targets, because the machines are shared and noisy.
+
+`nox -s bench -- pair` runs only the steps named (help, token_notice_ms, pair, fleet) and keeps
+the others' figures from benchmarks/results.json. BENCH_LATENCIES_MS (0,25,50,150) sets the
+latencies the pair is measured at: the sandbox's per-request latency, on every cluster.
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 TOKEN_DELAY = float(os.environ.get("BENCH_TOKEN_DELAY", "0.5"))
 FLEET = int(os.environ.get("BENCH_FLEET", "50"))
 FLEET_PARALLEL = int(os.environ.get("BENCH_FLEET_PARALLEL", "10"))
+# A pair, at these latencies per request on every cluster ("clusters far away"), with a short
+# token-controller delay so that the requests, not the wait for the token, make the difference.
+LATENCIES = tuple(
+    float(ms) / 1000 for ms in os.environ.get("BENCH_LATENCIES_MS", "0,25,50,150").split(",")
+)
+TARGET_LATENCY = 0.05
+PAIR_TOKEN_DELAY = float(os.environ.get("BENCH_PAIR_TOKEN_DELAY", "0.1"))
 MUTATING = {"create", "update", "patch", "delete", "deletecollection"}
 
 
@@ -73,27 +84,78 @@ def seed_files(work: Path) -> None:
     (work / "secret.yaml").write_text(blocks[1])
 
 
-def tool_requests(sandbox: Sandbox, marks: dict[str, int]) -> list[dict[str, Any]]:
-    """The audit events of requests mtv-register made (Forklift's own are left out)."""
+def requests_of(sandbox: Sandbox, marks: dict[str, int], agent: str) -> list[dict[str, Any]]:
+    """The audit events of the requests a client made (by the start of its User-Agent; Forklift's
+    own are left out), each with the context of the cluster that logged it."""
     return [
-        event
+        {**event, "context": context}
         for context, cluster in sandbox.clusters.items()
         for event in cluster.cluster.audit.since(marks[context])
-        if event.get("userAgent", "").startswith("mtv-register")
+        if event.get("userAgent", "").startswith(agent)
     ]
 
 
-def bench_pair() -> dict[str, Any]:
+def _instant(stamp: str) -> float:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+def critical_path(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The longest chain of requests each received after the one before it was answered: the
+    round trips that had to follow one another (docs/benchmarks.md, "Round trips").
+
+    A request spans its audit event's [requestReceivedTimestamp, stageTimestamp]. Taking, in
+    order of their ends, every request that starts at or after the end of the last one taken
+    gives a chain of the greatest length (the earliest end leaves the most room after it)."""
+    spans = sorted(
+        (
+            (_instant(e["requestReceivedTimestamp"]), _instant(e["stageTimestamp"]), e)
+            for e in events
+        ),
+        key=lambda span: (span[1], span[0]),
+    )
+    chain: list[dict[str, Any]] = []
+    last_end = float("-inf")
+    for start, end, event in spans:
+        if start >= last_end:
+            chain.append(event)
+            last_end = end
+    return chain
+
+
+def duration(event: dict[str, Any]) -> float:
+    return _instant(event["stageTimestamp"]) - _instant(event["requestReceivedTimestamp"])
+
+
+def describe(event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "verb": event["verb"],
+        "path": event["requestURI"].split("?", 1)[0],
+        "context": event["context"],
+        "ms": round(duration(event) * 1000, 1),
+    }
+
+
+def set_latency(sandbox: Sandbox, seconds: float) -> None:
+    for cluster in sandbox.clusters.values():
+        cluster.cluster.faults.latency = seconds
+
+
+def bench_pair_at(latency: float) -> dict[str, Any]:
+    """One pair at `latency` per request on every cluster, against the manual procedure."""
     tool_times: list[float] = []
     manual_times: list[float] = []
     requests: list[int] = []
+    round_trips: list[int] = []
+    manual_round_trips: list[int] = []
     rerun_mutating: list[int] = []
+    path: list[dict[str, Any]] = []
     for attempt in range(RUNS + 1):
         with tempfile.TemporaryDirectory() as folder:
             work = Path(folder)
             home = work / "home"
             home.mkdir()
-            with Sandbox(mtv_on="separate", token_delay=TOKEN_DELAY) as sandbox:
+            with Sandbox(mtv_on="separate", token_delay=PAIR_TOKEN_DELAY) as sandbox:
+                set_latency(sandbox, latency)
                 kubeconfig = sandbox.write_kubeconfig(work / "kubeconfig")
                 marks = {c: s.cluster.audit.mark() for c, s in sandbox.clusters.items()}
                 command = [
@@ -110,29 +172,53 @@ def bench_pair() -> dict[str, Any]:
                     "--yes",
                 ]
                 elapsed, _ = timed_process(command, run_env(kubeconfig, home))
-                first = tool_requests(sandbox, marks)
+                first = requests_of(sandbox, marks, "mtv-register")
                 marks = {c: s.cluster.audit.mark() for c, s in sandbox.clusters.items()}
                 timed_process(command, run_env(kubeconfig, home))
-                again = tool_requests(sandbox, marks)
-            with Sandbox(mtv_on="separate", token_delay=TOKEN_DELAY) as sandbox:
+                again = requests_of(sandbox, marks, "mtv-register")
+            with Sandbox(mtv_on="separate", token_delay=PAIR_TOKEN_DELAY) as sandbox:
+                set_latency(sandbox, latency)
                 kubeconfig = sandbox.write_kubeconfig(work / "kubeconfig-manual")
                 seed_files(work)
+                marks = {c: s.cluster.audit.mark() for c, s in sandbox.clusters.items()}
                 manual, _ = timed_process(
                     ["bash", str(ROOT / "benchmarks" / "manual_procedure.sh"), str(work)],
                     run_env(kubeconfig, home),
                 )
+                by_hand = requests_of(sandbox, marks, "kubectl")
         if attempt == 0:
             continue  # warm-up: caches, imports, page cache
+        chain = critical_path(first)
         tool_times.append(elapsed)
         manual_times.append(manual)
         requests.append(len(first))
+        round_trips.append(len(chain))
+        manual_round_trips.append(len(critical_path(by_hand)))
         rerun_mutating.append(sum(1 for e in again if e["verb"] in MUTATING))
+        path = [describe(e) for e in chain]  # the last run's, to name what is on it
     return {
+        "latency_ms": round(latency * 1000),
         "pair_seconds": summary(tool_times),
         "manual_kubectl_seconds": summary(manual_times),
+        "ratio": statistics.median(tool_times) / statistics.median(manual_times),
+        "round_trips": {"median": statistics.median(round_trips), "worst": max(round_trips)},
+        "manual_round_trips": statistics.median(manual_round_trips),
         "requests_per_pair": max(requests),
         "mutating_requests_on_rerun": max(rerun_mutating),
-        "token_delay_seconds": TOKEN_DELAY,
+        "critical_path": path,
+    }
+
+
+def bench_pair() -> dict[str, Any]:
+    at = {f"{round(latency * 1000)}ms": bench_pair_at(latency) for latency in LATENCIES}
+    return {
+        "latencies": at,
+        "target_latency": f"{round(TARGET_LATENCY * 1000)}ms",
+        "requests_per_pair": max(figures["requests_per_pair"] for figures in at.values()),
+        "mutating_requests_on_rerun": max(
+            figures["mutating_requests_on_rerun"] for figures in at.values()
+        ),
+        "token_delay_seconds": PAIR_TOKEN_DELAY,
     }
 
 
@@ -261,20 +347,29 @@ def machine() -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("help", bench_help),
-        ("token_notice_ms", bench_token_notice),
-        ("pair", bench_pair),
-        ("fleet", bench_fleet),
-    ]
-    results: dict[str, Any] = {"machine": machine()}
-    for name, step in steps:
+def main(names: list[str]) -> None:
+    """Every step, or only those `names` (`nox -s bench -- pair`): the others' figures are then
+    those of benchmarks/results.json, from an earlier run."""
+    steps: dict[str, Callable[[], dict[str, Any]]] = {
+        "help": bench_help,
+        "token_notice_ms": bench_token_notice,
+        "pair": bench_pair,
+        "fleet": bench_fleet,
+    }
+    unknown = sorted(set(names) - set(steps))
+    if unknown:
+        raise SystemExit(f"bench: no step {', '.join(unknown)}; the steps: {', '.join(steps)}")
+    stored = ROOT / "benchmarks" / "results.json"
+    results: dict[str, Any] = json.loads(stored.read_text()) if names else {}
+    results["machine"] = machine()
+    for name, step in steps.items():
+        if names and name not in names:
+            continue
         print(f"bench: {name} ...", flush=True)
         started = time.perf_counter()
         results[name] = step()
         print(f"bench: {name} done in {time.perf_counter() - started:.1f}s", flush=True)
-    (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    stored.write_text(json.dumps(results, indent=2) + "\n")
     from benchmarks.report import write_report
 
     write_report(results, ROOT / "docs")
@@ -282,4 +377,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

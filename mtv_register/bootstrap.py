@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from mtv_register import deadline as run_deadline
 from mtv_register import errors, manifests, naming
 from mtv_register.kube import (
     CLUSTER_ROLE,
@@ -189,13 +190,14 @@ def bootstrap(
     # without reading them first (a create that meets AlreadyExists reads and compares).
     role = kube.get(CLUSTER_ROLE, spec.role_name)
     fresh = role is None and not spec.existing_role
-    if spec.existing_role:
-        if role is None:
-            raise errors.PreflightError(
-                f'ClusterRole "{spec.role_name}" does not exist on {kube.context}',
-                fix="create it first, or drop --cluster-role to use the seed's role",
-            )
-    else:
+    if spec.existing_role and role is None:
+        raise errors.PreflightError(
+            f'ClusterRole "{spec.role_name}" does not exist on {kube.context}',
+            fix="create it first, or drop --cluster-role to use the seed's role",
+        )
+    unread: Obj | object | None = None if fresh else UNREAD
+
+    def cluster_role() -> None:
         ensure(
             kube,
             CLUSTER_ROLE,
@@ -205,49 +207,26 @@ def bootstrap(
             merge=_role_merge,
             current=role,
         )
-    unread: Obj | object | None = None if fresh else UNREAD
-    namespace = ensure(
-        kube,
-        NAMESPACE,
-        manifests.namespace(spec.namespace),
-        report,
-        same=lambda e, d: True,
-        current=unread,
+
+    # Each wave needs only the waves before it (the namespace before what lives in it, the
+    # ClusterRole before a binding to it): a cluster far away costs a round trip per wave, not
+    # per object. The token Secret comes last, after its ServiceAccount.
+    _together(
+        *([] if spec.existing_role else [cluster_role]),
+        lambda: _ensure_namespace(kube, spec, report, unread, deadline),
     )
-    if namespace["metadata"].get("deletionTimestamp"):
-        # An earlier unregister's namespace, still terminating: nothing can be created in it
-        # until the namespace controller has removed it.
-        wait_namespace_gone(kube, spec.namespace, max(0.0, deadline - time.monotonic()))
-        ensure(
+    _together(
+        lambda: ensure(
             kube,
-            NAMESPACE,
-            manifests.namespace(spec.namespace),
+            SERVICE_ACCOUNT,
+            manifests.service_account(spec.service_account, spec.namespace),
             report,
             same=lambda e, d: True,
-            current=None,
-        )
-    ensure(
-        kube,
-        SERVICE_ACCOUNT,
-        manifests.service_account(spec.service_account, spec.namespace),
-        report,
-        same=lambda e, d: True,
-        current=unread,
+            current=unread,
+        ),
+        lambda: _ensure_binding(kube, spec, report, fresh=fresh),
+        *([] if spec.submariner is None else [lambda: _submariner(kube, spec, report, unread)]),
     )
-    _ensure_binding(kube, spec, report, fresh=fresh)
-    if spec.submariner:
-        for kind, desired, same, merge in (
-            (CLUSTER_ROLE, manifests.submariner_role(spec.role_name), _role_same, _role_merge),
-            (
-                CLUSTER_ROLE_BINDING,
-                manifests.submariner_binding(spec.service_account, spec.namespace, spec.role_name),
-                _binding_same,
-                _binding_merge,
-            ),
-        ):
-            ensure(kube, kind, desired, report, same=same, merge=merge, current=unread)
-    elif spec.submariner is False:
-        remove_submariner(kube, spec, report)
     if spec.bound:
         return _bound_token(kube, spec, report, unread, reuse=reuse)
     # The token the Provider holds (the caller proves it still works), unless its token Secret
@@ -278,6 +257,58 @@ def bootstrap(
             fix="delete it or choose another --service-account",
         )
     return wait_for_token(kube, secret, max(0.0, deadline - time.monotonic()))
+
+
+def _together(*steps: Callable[[], object]) -> None:
+    """Run independent steps at once; the first failure is raised once all have ended."""
+    if len(steps) == 1:
+        steps[0]()
+        return
+    with run_deadline.pool(len(steps)) as pool:
+        for future in [pool.submit(step) for step in steps]:
+            future.result()
+
+
+def _ensure_namespace(
+    kube: Kube, spec: RemoteSpec, report: Report, unread: Obj | object | None, deadline: float
+) -> None:
+    namespace = ensure(
+        kube,
+        NAMESPACE,
+        manifests.namespace(spec.namespace),
+        report,
+        same=lambda e, d: True,
+        current=unread,
+    )
+    if namespace["metadata"].get("deletionTimestamp"):
+        # An earlier unregister's namespace, still terminating: nothing can be created in it
+        # until the namespace controller has removed it.
+        wait_namespace_gone(kube, spec.namespace, max(0.0, deadline - time.monotonic()))
+        ensure(
+            kube,
+            NAMESPACE,
+            manifests.namespace(spec.namespace),
+            report,
+            same=lambda e, d: True,
+            current=None,
+        )
+
+
+def _submariner(kube: Kube, spec: RemoteSpec, report: Report, unread: Obj | object | None) -> None:
+    """The Submariner role and its binding (`spec.submariner`), or their removal (False)."""
+    if not spec.submariner:
+        remove_submariner(kube, spec, report)
+        return
+    for kind, desired, same, merge in (
+        (CLUSTER_ROLE, manifests.submariner_role(spec.role_name), _role_same, _role_merge),
+        (
+            CLUSTER_ROLE_BINDING,
+            manifests.submariner_binding(spec.service_account, spec.namespace, spec.role_name),
+            _binding_same,
+            _binding_merge,
+        ),
+    ):
+        ensure(kube, kind, desired, report, same=same, merge=merge, current=unread)
 
 
 def _ensure_binding(kube: Kube, spec: RemoteSpec, report: Report, *, fresh: bool) -> None:

@@ -178,7 +178,9 @@ def wait_all_ready(
         for name in expected
         if name in current and verdict(current[name]) == "failed"
     }
-    while True:
+
+    def unready() -> list[str]:
+        """The Providers not Ready yet; a verdict that ends the wait is raised."""
         pending = []
         for name in names:
             provider = current.get(name)
@@ -211,8 +213,10 @@ def wait_all_ready(
                         raise cause
             if state != "ready":
                 pending.append(name)
-        if not pending:
-            return {name: current[name] for name in names}
+        return pending
+
+    pending = unready()
+    while pending:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             provider = current[pending[0]]
@@ -225,6 +229,8 @@ def wait_all_ready(
                 fix="check the forklift-controller pod on the host, or raise --timeout",
             )
         try:
+            # One watch for the whole wait: each event is judged as it comes, so a Provider
+            # found Ready while another is pending costs no new request.
             for event in kube.watch(
                 PROVIDER, namespace, name=None, resource_version=version, timeout=remaining
             ):
@@ -239,9 +245,14 @@ def wait_all_ready(
                 else:
                     current[meta.get("name", "")] = obj
                 if meta.get("name") in pending:
-                    break
+                    pending = unready()
+                    if not pending:
+                        break
         except Transient:
             current, version = _listing(kube, namespace)
+        if pending:
+            pending = unready()
+    return {name: current[name] for name in names}
 
 
 def _not_ready(

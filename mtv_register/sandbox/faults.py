@@ -8,10 +8,9 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from mtv_register.sandbox.store import now_rfc3339
 
 
 @dataclass
@@ -78,8 +77,14 @@ class FaultInjector:
 MUTATING_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
+def rfc3339_micro(seconds: float) -> str:
+    """kube-apiserver's audit timestamp: RFC 3339 with microseconds, in UTC."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class AuditLog:
-    """One `audit.k8s.io/v1` Event per request, in memory and optionally in a file."""
+    """One `audit.k8s.io/v1` Event per request, in memory and optionally in a file; its
+    `requestReceivedTimestamp` and `stageTimestamp` (the answer ready) bound the request."""
 
     def __init__(self, path: Path | None = None) -> None:
         self._events: list[dict[str, Any]] = []
@@ -113,9 +118,8 @@ class AuditLog:
             "sourceIPs": ["127.0.0.1"],
             "userAgent": user_agent,
             "responseStatus": {"metadata": {}, "code": code},
-            "requestReceivedTimestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(received))
-            + "Z",
-            "stageTimestamp": now_rfc3339(),
+            "requestReceivedTimestamp": rfc3339_micro(received),
+            "stageTimestamp": rfc3339_micro(time.time()),
         }
         if object_ref:
             event["objectRef"] = object_ref
