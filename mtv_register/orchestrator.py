@@ -155,8 +155,9 @@ def register_pair(
             }
             issued = {role: future.result() for role, future in futures.items()}
 
-        rewritten = []  # the providers whose Secret changed: Forklift re-tests them
-        for side in remote:
+        def on_host(side: Side) -> bool:
+            """The side's provider Secret and Provider on the host; whether an existing
+            registration's Secret changed, so that Forklift re-tests it."""
             creds = pair_sides.credentials(endpoints[side.role], issued[side.role].token, options)
             provider, changed = forklift.ensure_provider(
                 host,
@@ -174,8 +175,13 @@ def register_pair(
                 # The tool just proved these credentials: let Forklift see the repaired cause.
                 forklift.request_retest(host, namespace, side.provider, recorder)
                 changed = True
-            if changed and side.provider in existing:
-                rewritten.append(side.provider)
+            return changed and side.provider in existing
+
+        # The sides' writes on the host are independent, and each waits for Forklift's
+        # webhook to test the credentials: both at once.
+        with run_deadline.pool(len(remote)) as pool:
+            again = list(pool.map(on_host, remote))
+        rewritten = [side.provider for side, changed in zip(remote, again, strict=True) if changed]
         expected = {name: forklift.take_up(host, namespace, name, recorder) for name in rewritten}
 
         say("waiting for Forklift to test the providers")
