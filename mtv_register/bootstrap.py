@@ -272,26 +272,15 @@ def _together(*steps: Callable[[], object]) -> None:
 def _ensure_namespace(
     kube: Kube, spec: RemoteSpec, report: Report, unread: Obj | object | None, deadline: float
 ) -> None:
-    namespace = ensure(
-        kube,
-        NAMESPACE,
-        manifests.namespace(spec.namespace),
-        report,
-        same=lambda e, d: True,
-        current=unread,
-    )
-    if namespace["metadata"].get("deletionTimestamp"):
+    def made(current: Obj | object | None) -> Obj:
+        wanted = manifests.namespace(spec.namespace)
+        return ensure(kube, NAMESPACE, wanted, report, same=lambda e, d: True, current=current)
+
+    if made(unread)["metadata"].get("deletionTimestamp"):
         # An earlier unregister's namespace, still terminating: nothing can be created in it
         # until the namespace controller has removed it.
         wait_namespace_gone(kube, spec.namespace, max(0.0, deadline - time.monotonic()))
-        ensure(
-            kube,
-            NAMESPACE,
-            manifests.namespace(spec.namespace),
-            report,
-            same=lambda e, d: True,
-            current=None,
-        )
+        made(None)
 
 
 def _submariner(kube: Kube, spec: RemoteSpec, report: Report, unread: Obj | object | None) -> None:

@@ -401,6 +401,12 @@ def register_args(kubeconfig: Path, *extra: str, host: str | None = "mtv") -> li
     return [*args, "--kubeconfig", str(kubeconfig), *extra]
 
 
+def fleet_args(target: Target, pairs: Path, *extra: str) -> list[str]:
+    """`register --pairs` of the fleet file `pairs` into the target's MTV host."""
+    host = ["--host", target.mtv_context, "--kubeconfig", str(target.kubeconfig)]
+    return ["register", "--pairs", str(pairs), *host, "--yes", *extra]
+
+
 def status_args(target: Target, *extra: str) -> list[str]:
     return ["status", "--host", target.mtv_context, "--kubeconfig", str(target.kubeconfig), *extra]
 

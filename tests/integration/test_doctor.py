@@ -390,19 +390,36 @@ def test_a_missing_kubevirt_ca_config_map_fails(cli: CliRun, target: Target) -> 
     assert [f["saw"] for f in failure] == ["ConfigMap openshift-cnv/kubevirt-ca is missing"]
 
 
+def _network_off(target: Target, context: str) -> contextlib.ExitStack:
+    """No migration network in HyperConverged, nor in KubeVirt."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(
+        changed(
+            target,
+            context,
+            HYPERCONVERGED,
+            HCO_NAME,
+            CNV,
+            spec={"spec": {"liveMigrationConfig": {"network": None}}},
+        )
+    )
+    stack.enter_context(
+        changed(
+            target,
+            context,
+            KUBEVIRT,
+            KUBEVIRT_NAME,
+            CNV,
+            spec={"spec": {"configuration": {"migrations": {"network": None}}}},
+        )
+    )
+    return stack
+
+
 def test_no_migration_network_fails_and_names_a_network_that_exists(
     cli: CliRun, target: Target
 ) -> None:
-    with (
-        changed(
-            target, "source", HYPERCONVERGED, HCO_NAME, CNV,
-            spec={"spec": {"liveMigrationConfig": {"network": None}}},
-        ),
-        changed(
-            target, "source", KUBEVIRT, KUBEVIRT_NAME, CNV,
-            spec={"spec": {"configuration": {"migrations": {"network": None}}}},
-        ),
-    ):  # fmt: skip
+    with _network_off(target, "source"):
         result, checks = doctor(cli, target)
     assert result.exit_code == NOT_READY
     failure = found(checks, "network", "source", "fail")
@@ -691,16 +708,7 @@ def test_a_ca_expiring_within_the_horizon_warns(cli: CliRun, target: Target) -> 
 def test_the_migration_network_patch_it_prints_clears_the_network(
     cli: CliRun, target: Target
 ) -> None:
-    with (
-        changed(
-            target, "source", HYPERCONVERGED, HCO_NAME, CNV,
-            spec={"spec": {"liveMigrationConfig": {"network": None}}},
-        ),
-        changed(
-            target, "source", KUBEVIRT, KUBEVIRT_NAME, CNV,
-            spec={"spec": {"configuration": {"migrations": {"network": None}}}},
-        ),
-    ):  # fmt: skip
+    with _network_off(target, "source"):
         _, checks = doctor(cli, target)
         run_fix(found(checks, "network", "source", "fail")[0]["fix"], cli, target)
         _, checks = doctor(cli, target)

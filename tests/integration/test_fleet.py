@@ -15,7 +15,7 @@ import yaml
 
 from mtv_register.fleet import load_pairs
 from mtv_register.orchestrator import PairOptions
-from tests.integration.conftest import CliRun, Mark, mark, writes_since
+from tests.integration.conftest import CliRun, Mark, fleet_args, mark, writes_since
 from tests.target import Target
 
 FLEET = [
@@ -36,20 +36,6 @@ def _pairs(tmp_path: Path, entries: list[dict[str, str]]) -> Path:
     return path
 
 
-def _register(target: Target, pairs: Path, *extra: str) -> list[str]:
-    return [
-        "register",
-        "--pairs",
-        str(pairs),
-        "--host",
-        target.mtv_context,
-        "--kubeconfig",
-        str(target.kubeconfig),
-        "--yes",
-        *extra,
-    ]
-
-
 def _name(entry: dict[str, str]) -> str:
     return f"{entry['source']} -> {entry['destination']}"
 
@@ -68,7 +54,9 @@ def assert_no_request(target: Target, since: Mark) -> None:
 def test_a_fleet_registers_every_pair_in_parallel_and_reports_each(
     target: Target, tmp_path: Path, cli: CliRun
 ) -> None:
-    result = cli(*_register(target, _pairs(tmp_path, FLEET), "--parallel", "2", "--output", "json"))
+    result = cli(
+        *fleet_args(target, _pairs(tmp_path, FLEET), "--parallel", "2", "--output", "json")
+    )
 
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
@@ -85,7 +73,7 @@ def test_a_failing_pair_does_not_stop_the_others_and_the_exit_code_says_so(
     entries: list[dict[str, Any]] = list(FLEET)
     entries.insert(1, {"source": "no-such-context", "destination": "destination"})
 
-    result = cli(*_register(target, _pairs(tmp_path, entries), "--output", "json"))
+    result = cli(*fleet_args(target, _pairs(tmp_path, entries), "--output", "json"))
 
     assert result.exit_code == 12, result.stderr
     report = json.loads(result.stdout)
@@ -98,7 +86,7 @@ def test_a_failing_pair_does_not_stop_the_others_and_the_exit_code_says_so(
 
 @pytest.mark.needs_forklift
 def test_a_fleet_rerun_changes_nothing(target: Target, tmp_path: Path, cli: CliRun) -> None:
-    args = _register(target, _pairs(tmp_path, FLEET))
+    args = fleet_args(target, _pairs(tmp_path, FLEET))
     assert cli(*args).exit_code == 0
     target.settle()
     since = mark(target)
@@ -139,7 +127,7 @@ def test_a_malformed_pairs_file_is_a_usage_error_before_any_request(
 def test_pairs_and_source_exclude_each_other(target: Target, tmp_path: Path, cli: CliRun) -> None:
     since = mark(target)
 
-    result = cli(*_register(target, _pairs(tmp_path, FLEET[:1]), "--source", "source"))
+    result = cli(*fleet_args(target, _pairs(tmp_path, FLEET[:1]), "--source", "source"))
 
     assert result.exit_code == 2
     assert "exclude each other" in result.stderr
@@ -152,7 +140,7 @@ def test_a_dry_run_of_a_fleet_is_refused_before_any_request(
     """--dry-run renders one pair; with --pairs it used to be ignored, registering the fleet."""
     since = mark(target)
 
-    result = cli(*_register(target, _pairs(tmp_path, FLEET), "--dry-run"))
+    result = cli(*fleet_args(target, _pairs(tmp_path, FLEET), "--dry-run"))
 
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -15,7 +15,7 @@ import yaml
 from mtv_register.api_kube import USER_AGENT
 from mtv_register.sandbox import Sandbox
 from mtv_register.timing import DEFAULT_BURST, DEFAULT_QPS, Timing
-from tests.integration.conftest import CliRun, make_cli
+from tests.integration.conftest import CliRun, fleet_args, make_cli
 from tests.target import Target
 
 AGENT = f"^{USER_AGENT}$"  # the tool's own requests, not the Forklift imitation's
@@ -38,22 +38,6 @@ def _fleet(tmp_path: Path, size: int) -> Path:
     path = tmp_path / "pairs.yaml"
     path.write_text(yaml.safe_dump({"pairs": entries}))
     return path
-
-
-def _register(target: Target, pairs: Path, *extra: str) -> list[str]:
-    return [
-        "register",
-        "--pairs",
-        str(pairs),
-        "--host",
-        target.mtv_context,
-        "--kubeconfig",
-        str(target.kubeconfig),
-        "--yes",
-        "--output",
-        "json",
-        *extra,
-    ]
 
 
 def _arrivals(monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox, context: str) -> list[float]:
@@ -90,7 +74,7 @@ def test_a_fleet_waits_out_the_hosts_429s_and_no_pair_fails(
         )
     )
 
-    result = cli(*_register(target, _fleet(tmp_path, 12), "--parallel", "6"))
+    result = cli(*fleet_args(target, _fleet(tmp_path, 12), "--output", "json", "--parallel", "6"))
 
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
@@ -110,7 +94,7 @@ def test_with_qps_and_burst_the_host_never_sees_more_than_burst_plus_qps_times_a
     arrivals = _arrivals(monkeypatch, sandbox, "mtv")
 
     result = cli(
-        *_register(target, _fleet(tmp_path, 4), "--parallel", "4"),
+        *fleet_args(target, _fleet(tmp_path, 4), "--output", "json", "--parallel", "4"),
         "--qps",
         f"{qps:g}",
         "--burst",

@@ -35,7 +35,9 @@ from tests.integration.conftest import (
 )
 from tests.target import SandboxTarget, Target
 
-pytestmark = pytest.mark.both_backends  # see tests/integration/conftest.py: backends_of
+# On the default client only: status (with --remote) and unregister through the oc backend are
+# test_oc_backend's (test_status_reports_every_provider, test_unregister_leaves_every_cluster_as_
+# it_was); what these add is the library's logic, the same on both backends.
 
 Obj = dict[str, Any]
 REMOTES = ("source", "destination")  # each Provider named after its context
