@@ -37,7 +37,7 @@ def _days(delta: dt.timedelta) -> str:
 
 
 def providers(scope: Scope) -> list[Finding]:
-    found = each("providers", scope.clusters, lambda m: _provider(scope, m))
+    found = each("providers", scope.members, lambda m: _provider(scope, m))
     return found
 
 

@@ -67,7 +67,8 @@ class Member:
 
 
 class Scope:
-    """What every check reads: fetched once, from any thread."""
+    """What every check reads: fetched once, from any thread. `members` are the source and the
+    destination, two distinct contexts (`doctor.check_options`)."""
 
     def __init__(
         self,
@@ -89,10 +90,6 @@ class Scope:
         self.command = command  # the register command that would (re)make this pair
         self._cache: dict[tuple[str, ...], Any] = {}
         self._lock = threading.Lock()
-
-    @property
-    def clusters(self) -> list[Member]:
-        return self.members
 
     @property
     def remote(self) -> list[Member]:

@@ -140,8 +140,7 @@ def orphans(scope: Scope, member: Member) -> list[Finding]:
     kept: list[str] = []
     orphaned: list[tuple[Kind, Obj]] = []
     for ref, account in sorted(unused.items()):
-        used = [_last_used(secret) for secret in tokens.get(ref, [])]
-        recent = [day for day in used if day and _recent(day, scope.now)]
+        recent = [day for s in tokens.get(ref, []) if (day := _used_lately(s, scope.now))]
         if recent:
             # Its token Secret goes with it (the token controller deletes them): keep both.
             kept.append(f"ServiceAccount {ref} (its token was used on {max(recent)})")
@@ -153,8 +152,7 @@ def orphans(scope: Scope, member: Member) -> list[Finding]:
         for secret in tokens.get(ref, []):
             created = naming.parse_stamp(secret["metadata"].get("creationTimestamp"))
             old = created is None or scope.now - created > LEFTOVER_AGE
-            day = _last_used(secret)
-            if _ref(secret) not in in_use and old and not (day and _recent(day, scope.now)):
+            if _ref(secret) not in in_use and old and not _used_lately(secret, scope.now):
                 orphaned.append((SECRET, secret))
     for binding in scope.items(kube, CLUSTER_ROLE_BINDING, None, selector):
         subjects = {
@@ -199,8 +197,10 @@ def _ref(obj: Obj) -> str:
     return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
 
 
-def _last_used(secret: Obj) -> str:
-    return str((secret["metadata"].get("labels") or {}).get(LAST_USED_LABEL) or "")
+def _used_lately(secret: Obj, now: dt.datetime) -> str:
+    """The day kube-apiserver last saw the token Secret's token used, when recent; else ""."""
+    day = str((secret["metadata"].get("labels") or {}).get(LAST_USED_LABEL) or "")
+    return day if day and _recent(day, now) else ""
 
 
 def _recent(day: str, now: dt.datetime) -> bool:

@@ -73,8 +73,7 @@ def where_of(obj: Obj) -> tuple[str, str]:
 
 
 def _forklift_controller(scope: Scope) -> Obj | None:
-    deployment = scope.get(scope.host, DEPLOYMENT, "forklift-controller", scope.namespace)
-    return deployment
+    return scope.get(scope.host, DEPLOYMENT, "forklift-controller", scope.namespace)
 
 
 def _mtv_version(scope: Scope) -> tuple[tuple[int, ...] | None, str]:
@@ -99,7 +98,7 @@ def _mtv_version(scope: Scope) -> tuple[tuple[int, ...] | None, str]:
 def versions(scope: Scope) -> list[Finding]:
     found = guarded("versions", scope.host.context, lambda: [_mtv(scope)])
     minors: dict[str, tuple[int, ...]] = {}
-    for member in distinct(scope):
+    for member in scope.members:
 
         def one(member: Member = member) -> list[Finding]:
             finding, version = _virtualization(scope, member)
@@ -207,20 +206,11 @@ def no_kubevirt(check: str, where: str) -> Finding:
     return Finding(check, where, FAIL, "no KubeVirt CR", "install OpenShift Virtualization 4.20+")
 
 
-def distinct(scope: Scope) -> list[Member]:
-    seen, out = set(), []
-    for member in scope.clusters:
-        if member.context not in seen:
-            seen.add(member.context)
-            out.append(member)
-    return out
-
-
 # --- feature gates ------------------------------------------------------------------------------
 
 
 def feature_gates(scope: Scope) -> list[Finding]:
-    found = each("feature-gates", distinct(scope), lambda m: [_gate(scope, m)])
+    found = each("feature-gates", scope.members, lambda m: [_gate(scope, m)])
     found += guarded("feature-gates", scope.host.context, lambda: [_forklift_flag(scope)])
     return found
 

@@ -10,7 +10,6 @@ from mtv_register.findings import FAIL, OK, WARN, Finding, Member, Scope, each, 
 from mtv_register.kube import CONFIG_MAP, CUSTOM_RESOURCE_DEFINITION, NETWORK_ATTACHMENT_DEFINITION
 from mtv_register.readiness import (
     GATE,
-    distinct,
     hyperconverged_of,
     kubevirt_of,
     merge_patch,
@@ -26,7 +25,7 @@ SERVICE_EXPORTS_CRD = "serviceexports.multicluster.x-k8s.io"
 
 
 def kubevirt(scope: Scope) -> list[Finding]:
-    found = each("kubevirt", distinct(scope), lambda m: _published(scope, m))
+    found = each("kubevirt", scope.members, lambda m: _published(scope, m))
     return found
 
 
@@ -86,7 +85,7 @@ def network(scope: Scope) -> list[Finding]:
     submariner = guarded("network", "pair", lambda: _submariner(scope))
     if submariner:
         return submariner
-    return each("network", distinct(scope), lambda m: [_migration_network(scope, m)])
+    return each("network", scope.members, lambda m: [_migration_network(scope, m)])
 
 
 def _migration_network(scope: Scope, member: Member) -> Finding:

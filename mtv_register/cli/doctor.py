@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -28,6 +27,7 @@ from mtv_register.cli.common import (
     duration,
     err,
     explaining,
+    may_prompt,
     render,
     timeout_seconds,
 )
@@ -78,8 +78,7 @@ def doctor(
     check_client(client, oc_path, explain)
     within = dt.timedelta(seconds=duration(warn_within, "--warn-within"))
     seconds = timeout_seconds(timeout)
-    on_terminal = sys.stdin.isatty() and sys.stdout.isatty()
-    if fix and not yes and not on_terminal:
+    if fix and not may_prompt(None, yes) and not yes:  # off a terminal, nobody to ask
         raise UsageError("--fix off a terminal needs --yes", fix="add --yes to apply the repairs")
     options = DoctorOptions(
         source=source,

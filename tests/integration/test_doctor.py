@@ -162,6 +162,17 @@ def _restore(kube: Kube, kind: Kind, original: Obj, *, deleted: bool) -> None:
         )
 
 
+def changes(
+    target: Target, context: str, *edits: tuple[Kind, str, str, Obj]
+) -> contextlib.ExitStack:
+    """Each (kind, name, namespace, spec patch) merge-patched on `context` until the block
+    ends, then as it was (`changed`)."""
+    stack = contextlib.ExitStack()
+    for kind, name, namespace, spec in edits:
+        stack.enter_context(changed(target, context, kind, name, namespace, spec=spec))
+    return stack
+
+
 # -- a healthy pair ------------------------------------------------------------------------------
 
 
@@ -270,28 +281,22 @@ def test_a_missing_feature_gate_is_fixed_by_the_kubevirt_patch_it_prints(
 
 
 def _gate_off(target: Target, context: str) -> contextlib.ExitStack:
-    stack = contextlib.ExitStack()
-    stack.enter_context(
-        changed(
-            target,
-            context,
+    return changes(
+        target,
+        context,
+        (
             HYPERCONVERGED,
             HCO_NAME,
             CNV,
-            spec={"spec": {"featureGates": {"decentralizedLiveMigration": False}}},
-        )
-    )
-    stack.enter_context(
-        changed(
-            target,
-            context,
+            {"spec": {"featureGates": {"decentralizedLiveMigration": False}}},
+        ),
+        (
             KUBEVIRT,
             KUBEVIRT_NAME,
             CNV,
-            spec={"spec": {"configuration": {"developerConfiguration": {"featureGates": []}}}},
-        )
+            {"spec": {"configuration": {"developerConfiguration": {"featureGates": []}}}},
+        ),
     )
-    return stack
 
 
 def test_a_feature_gate_turned_off_in_hyperconverged_names_the_hyperconverged_patch(
@@ -326,28 +331,22 @@ def _flag_off(target: Target) -> contextlib.ExitStack:
         for variable in container.get("env") or []:
             if variable["name"] == "FEATURE_OCP_LIVE_MIGRATION":
                 variable["value"] = "false"
-    stack = contextlib.ExitStack()
-    stack.enter_context(
-        changed(
-            target,
-            "mtv",
+    return changes(
+        target,
+        "mtv",
+        (
             FORKLIFT_CONTROLLER,
             controller,
             MTV_NAMESPACE,
-            spec={"spec": {"feature_ocp_live_migration": "false"}},
-        )
-    )
-    stack.enter_context(
-        changed(
-            target,
-            "mtv",
+            {"spec": {"feature_ocp_live_migration": "false"}},
+        ),
+        (
             DEPLOYMENT,
             "forklift-controller",
             MTV_NAMESPACE,
-            spec={"spec": {"template": {"spec": {"containers": containers}}}},
-        )
+            {"spec": {"template": {"spec": {"containers": containers}}}},
+        ),
     )
-    return stack
 
 
 def test_forklift_without_its_live_migration_flag_names_the_forkliftcontroller_patch(
@@ -392,28 +391,17 @@ def test_a_missing_kubevirt_ca_config_map_fails(cli: CliRun, target: Target) -> 
 
 def _network_off(target: Target, context: str) -> contextlib.ExitStack:
     """No migration network in HyperConverged, nor in KubeVirt."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(
-        changed(
-            target,
-            context,
-            HYPERCONVERGED,
-            HCO_NAME,
-            CNV,
-            spec={"spec": {"liveMigrationConfig": {"network": None}}},
-        )
-    )
-    stack.enter_context(
-        changed(
-            target,
-            context,
+    return changes(
+        target,
+        context,
+        (HYPERCONVERGED, HCO_NAME, CNV, {"spec": {"liveMigrationConfig": {"network": None}}}),
+        (
             KUBEVIRT,
             KUBEVIRT_NAME,
             CNV,
-            spec={"spec": {"configuration": {"migrations": {"network": None}}}},
-        )
+            {"spec": {"configuration": {"migrations": {"network": None}}}},
+        ),
     )
-    return stack
 
 
 def test_no_migration_network_fails_and_names_a_network_that_exists(
