@@ -209,7 +209,10 @@ def _real_clusters(session: nox.Session, options: list[str]) -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     kubeconfig = folder / "kubeconfig"
-    command = ["python", "-m", "tests.realstack", "up", "--kubeconfig", str(kubeconfig)]
+    # The session's own Python: a bare "python" would be the machine's, which on a fresh machine
+    # has none of the project's dependencies (Popen does not see the PATH session.run sets).
+    python = str(Path(session.bin) / "python")
+    command = [python, "-m", "tests.realstack", "up", "--kubeconfig", str(kubeconfig)]
     command += ["--audit-dir", str(folder / "audit"), *options]
     session.log(" ".join(command))
     started = time.monotonic()
