@@ -28,7 +28,9 @@ from tests.integration.conftest import (
 )
 from tests.target import Target
 
-pytestmark = pytest.mark.both_backends  # see tests/integration/conftest.py: backends_of
+# The default client alone, but for the renewal with the tokens' own credentials (a client
+# holding a token, which the oc backend makes its own way); test_oc_backend registers with
+# bound tokens on oc.
 
 
 def _provider_secret(target: Target, name: str) -> dict[str, Any]:
@@ -97,6 +99,7 @@ def test_a_bound_token_rerun_changes_nothing(target: Target) -> None:
 
 @pytest.mark.needs_forklift
 @pytest.mark.sandbox_only("advances the sandbox clock to bring the bound tokens near expiry")
+@pytest.mark.both_backends  # see tests/integration/conftest.py: backends_of
 def test_rotate_before_expiry_renews_bound_tokens_with_their_own_credentials(
     target: Target, sandbox: Sandbox, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,7 +31,8 @@ from tests.integration.conftest import (
 )
 from tests.target import Target
 
-pytestmark = pytest.mark.both_backends  # see tests/integration/conftest.py: backends_of
+# The default client alone, but for what the oc backend does its own way (retries, a 401 read
+# from oc's stderr); test_oc_backend runs the register flows themselves on oc.
 
 Obj = dict[str, Any]
 MTV_NS = "openshift-mtv"
@@ -424,6 +425,7 @@ def _uris(target: Target, since: Any, context: str) -> list[str]:
 
 @pytest.mark.sandbox_only("injects 503 and 403 faults and counts the requests in the audit log")
 @pytest.mark.needs_forklift
+@pytest.mark.both_backends  # see tests/integration/conftest.py: backends_of
 def test_transient_errors_are_retried_and_permanent_ones_are_not(target: Target) -> None:
     faults = target.sandbox["source"].cluster.faults
     faults.inject("create", "/clusterroles$", status=503, count=2)
@@ -445,6 +447,7 @@ def test_transient_errors_are_retried_and_permanent_ones_are_not(target: Target)
 
 @pytest.mark.sandbox_only("makes the source refuse the first two proofs of the new token (401)")
 @pytest.mark.needs_forklift
+@pytest.mark.both_backends  # see tests/integration/conftest.py: backends_of
 def test_a_token_just_issued_that_is_refused_for_a_moment_is_proven_again(
     target: Target, backend: Backend
 ) -> None:
