@@ -122,7 +122,7 @@ class ForkliftController:
         self.loop.stop()
 
     def settle(self, timeout: float = 10.0) -> bool:
-        """True once every pass already due has run (the periodic ones to come do not count)."""
+        """True once every pass asked for has run, follow-ups included (`ProviderLoop.settle`)."""
         return self.loop.settle(timeout)
 
     def reconcile(self, namespace: str, name: str, *, force: bool = True) -> None:

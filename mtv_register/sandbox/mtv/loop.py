@@ -102,8 +102,9 @@ class ProviderLoop:
         self.queue.run_now((namespace, name))
 
     def settle(self, timeout: float) -> bool:
-        """True once every pass already due has run (the periodic ones to come do not count)."""
-        return self.queue.settle(timeout)
+        """True once every pass already due has run, and the follow-up of a pass that tested
+        before its inventory was loaded (it ends what was asked); periodic ones do not count."""
+        return self.queue.settle(timeout, within=self.timing.inventory)
 
     def stop(self) -> None:
         self.queue.stop()

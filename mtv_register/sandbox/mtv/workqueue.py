@@ -76,14 +76,13 @@ class WorkQueue:
         finally:
             self._done(key)
 
-    def settle(self, timeout: float) -> bool:
-        """Wait until every key already due has been worked on (later ones do not count)."""
+    def settle(self, timeout: float, within: float = 0.0) -> bool:
+        """Wait until every key due by `within` seconds from now has been worked on (later ones
+        do not count)."""
         deadline = time.monotonic() + timeout
-        asked = time.monotonic()
+        due = time.monotonic() + within
         with self._cond:
-            while (
-                self._queue or self._processing or any(d <= asked for d in self._waiting.values())
-            ):
+            while self._queue or self._processing or any(d <= due for d in self._waiting.values()):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
