@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from mtv_register import errors, manifests, naming, verdicts
+from mtv_register import errors, manifests, naming
 from mtv_register.kube import (
     NAMESPACE,
     PROVIDER,
@@ -24,6 +24,7 @@ from mtv_register.naming import (
     RETEST_ANNOTATION,
     URL_ANNOTATION,
 )
+from mtv_register.naming import PROVIDER_SECRET_WEBHOOK_LABEL as WEBHOOK_LABEL
 from mtv_register.provider_secret import ProviderSecret
 from mtv_register.records import Change, Report
 from mtv_register.redaction import remember
@@ -172,9 +173,16 @@ def ensure_provider(
     the Provider's settings to set (or, with None values, remove); others stay as they are."""
     remember(creds.token)
     secret = creds.to_secret(secret_name_for(name), namespace, legacy_cacert=legacy_cacert)
+    made: list[Change] = []
+
+    def noted(change: Change) -> None:
+        if change.action == "created":
+            made.append(change)
+        report(change)
+
     # No Provider yet: its Secret is most likely absent too, so create it without a read.
     secret_changed, stored = _ensure_secret(
-        kube, secret, report, assume_absent=existing_provider is None, known=current_secret
+        kube, secret, noted, assume_absent=existing_provider is None, known=current_secret
     )
     provider = _ensure_provider_object(
         kube,
@@ -182,10 +190,30 @@ def ensure_provider(
             name, namespace, creds.url, settings, pairs=_with_pair(existing_provider, pair)
         ),
         existing_provider,
-        report,
+        noted,
         settings or {},
     )
-    _ensure_owner(kube, secret, provider, report, known=stored)
+    try:
+        _ensure_owner(kube, secret, provider, report, known=stored)
+    except errors.ProviderNotReady as refused:
+        # Forklift refused the credentials on the write that makes a new Secret one it tests:
+        # what this call made goes, so the host is as it was (as when a create is refused).
+        left = []
+        for change in reversed(made):
+            kind = PROVIDER if change.kind == "Provider" else SECRET
+            try:
+                with contextlib.suppress(NotFound):
+                    kube.delete(kind, change.name, change.namespace)
+            except errors.MtvRegisterError as failure:
+                left.append(f"{change.kind} {change.name}: {failure.cause}")
+            else:
+                report(Change(kube.context, change.kind, change.name, change.namespace, "deleted"))
+        if left:
+            raise errors.ProviderNotReady(
+                f"{refused.cause} (could not remove what this run created: {'; '.join(left)})",
+                fix=refused.fix,
+            ) from None
+        raise
     return provider, secret_changed
 
 
@@ -251,7 +279,7 @@ def _ensure_secret(
         if existing is None:
             try:
                 with _forklift_admission(kube, meta):
-                    created = kube.create(SECRET, desired)
+                    created = kube.create(SECRET, _before_its_owner(desired))
             except AlreadyExists:
                 return AGAIN  # ours from a lost answer, or another run's: compare it
             report(Change(kube.context, "Secret", meta["name"], meta["namespace"], "created"))
@@ -291,6 +319,15 @@ def _ensure_secret(
     return retry_on_conflict(
         kube.timing, attempt, what=f'Secret "{meta["name"]}"', context=kube.context
     )
+
+
+def _before_its_owner(secret: Obj) -> Obj:
+    """A new provider Secret as created before its Provider exists: without the label that
+    forklift-api's webhooks select on. The write that adds the owner reference adds the label,
+    so Forklift tests the credentials once, not on both writes (each test is a connection test
+    of the remote cluster, inside the write)."""
+    labels = {k: v for k, v in secret["metadata"]["labels"].items() if k != WEBHOOK_LABEL}
+    return {**secret, "metadata": {**secret["metadata"], "labels": labels}}
 
 
 def _ensure_provider_object(
@@ -379,6 +416,7 @@ def _ensure_owner(
         kept = [ref for ref in owners if ref.get("kind") != "Provider"]
         patch = {
             "metadata": {
+                "labels": {WEBHOOK_LABEL: meta["labels"][WEBHOOK_LABEL]},
                 "ownerReferences": [*kept, manifests.owner_reference(provider)],
                 "resourceVersion": current["metadata"]["resourceVersion"],
             }
@@ -409,20 +447,3 @@ def request_retest(kube: Kube, namespace: str, name: str, report: Report) -> Non
             SECRET, secret, {"metadata": {"annotations": {RETEST_ANNOTATION: stamp}}}, namespace
         )
     report(Change(kube.context, "Secret", secret, namespace, "touched: Forklift tests it again"))
-
-
-def take_up(kube: Kube, namespace: str, name: str, report: Report) -> str:
-    """After the provider Secret changed: make Forklift use it, and say what proves it did (the
-    resourceVersion its status must show; "" when the new generation's verdict is the proof)."""
-    version, bumped = verdicts.take_up(kube, namespace, name)
-    if bumped:
-        report(
-            Change(
-                kube.context,
-                "Provider",
-                name,
-                namespace,
-                "generation changed: Forklift 2.10 takes the new Secret up only then",
-            )
-        )
-    return version

@@ -56,10 +56,12 @@ PROVIDER_KIND: Final = "Provider"
 PROVIDER_PLURAL: Final = "providers"
 PROVIDER_TYPE: Final = "openshift"
 
-# Forklift's webhook tests the connection for Secrets carrying these labels.
+# The labels of a provider Secret. forklift-api's webhooks select the Secrets that carry the
+# second one (objectSelector: Exists), and then test the connection inside the write.
+PROVIDER_SECRET_WEBHOOK_LABEL: Final = "createdForResourceType"
 PROVIDER_SECRET_LABELS: Final[Mapping[str, str]] = {
     "createdForProviderType": PROVIDER_TYPE,
-    "createdForResourceType": PROVIDER_PLURAL,
+    PROVIDER_SECRET_WEBHOOK_LABEL: PROVIDER_PLURAL,
 }
 PROVIDER_SECRET_TOKEN_KEY: Final = "token"
 PROVIDER_SECRET_URL_KEY: Final = "url"

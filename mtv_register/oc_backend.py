@@ -276,7 +276,8 @@ class OcKube:
     ) -> Iterator[Obj]:
         """Events as a watch would give them, found by polling until `timeout`. One object:
         its changes after `resource_version`. A collection: its changes since this client last
-        listed it or reported an event of it (that listing stands for `resource_version`)."""
+        listed it or reported an event of it (that listing stands for `resource_version`); one
+        it never listed gives each object as ADDED, and the caller skips what it holds."""
         deadline = time.monotonic() + timeout
         known = resource_version
         while True:
@@ -301,7 +302,7 @@ class OcKube:
         key = (kind.plural, namespace)
         listing = self._json("get", _resource(kind), *_scope(kind, namespace), "-o", "json")
         items = {item["metadata"]["name"]: item for item in listing.get("items", [])}
-        seen = self._seen.setdefault(key, _versions(listing.get("items", [])))
+        seen = self._seen.setdefault(key, {})  # never listed: every object is news
         for name, obj in items.items():
             version = str(obj["metadata"].get("resourceVersion", ""))
             if seen.get(name) != version:

@@ -155,9 +155,9 @@ def register_pair(
             }
             issued = {role: future.result() for role, future in futures.items()}
 
-        def on_host(side: Side) -> bool:
-            """The side's provider Secret and Provider on the host; whether an existing
-            registration's Secret changed, so that Forklift re-tests it."""
+        def on_host(side: Side) -> tuple[bool, Obj]:
+            """The side's provider Secret and Provider on the host: whether an existing
+            registration's Secret changed, so that Forklift re-tests it, and the Provider."""
             creds = pair_sides.credentials(endpoints[side.role], issued[side.role].token, options)
             provider, changed = forklift.ensure_provider(
                 host,
@@ -175,14 +175,15 @@ def register_pair(
                 # The tool just proved these credentials: let Forklift see the repaired cause.
                 forklift.request_retest(host, namespace, side.provider, recorder)
                 changed = True
-            return changed and side.provider in existing
+            return changed and side.provider in existing, provider
 
         # The sides' writes on the host are independent, and each waits for Forklift's
         # webhook to test the credentials: both at once.
         with run_deadline.pool(len(remote)) as pool:
-            again = list(pool.map(on_host, remote))
-        rewritten = [side.provider for side, changed in zip(remote, again, strict=True) if changed]
-        expected = {name: forklift.take_up(host, namespace, name, recorder) for name in rewritten}
+            written = list(zip(remote, pool.map(on_host, remote), strict=True))
+        rewritten = [side.provider for side, (changed, _) in written if changed]
+        held = {**existing, **{side.provider: obj for side, (_, obj) in written}}
+        expected = {name: verdicts.take_up(host, namespace, name, recorder) for name in rewritten}
 
         say("waiting for Forklift to test the providers")
         verdict_phase = True  # from here on, what was saved stays: a re-run repairs it
@@ -193,6 +194,7 @@ def register_pair(
             max(0.1, deadline - time.monotonic()),
             expected={name: version for name, version in expected.items() if version},
             progress=progress,
+            held=held,
         )
         if options.remote.bound:
             # The bound tokens are proven and in use: a long-lived token Secret of the same

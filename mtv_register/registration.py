@@ -186,7 +186,7 @@ def as_account(
 def wait_taken_up(host: Kube, registration: Registration, timeout: float, report: Report) -> None:
     """Until Forklift tested the switched Secret and found it good: on 2.11+ its status names
     the Secret's resourceVersion; up to 2.10 the Provider's generation is changed first."""
-    version = forklift.take_up(host, registration.namespace, registration.name, report)
+    version = verdicts.take_up(host, registration.namespace, registration.name, report)
     verdicts.wait_ready(
         host, registration.namespace, registration.name, timeout, secret_version=version
     )

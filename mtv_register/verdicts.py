@@ -22,6 +22,7 @@ from typing import Any
 from mtv_register import errors
 from mtv_register.kube import PROVIDER, SECRET, Kind, Kube, NotFound
 from mtv_register.provider_secret import ProviderSecret
+from mtv_register.records import Change, Report
 from mtv_register.timing import Transient
 
 Obj = dict[str, Any]
@@ -111,28 +112,30 @@ def tracks_secret_version(provider: Obj) -> bool:
     return "secretResourceVersion" in (provider.get("status") or {})
 
 
-def take_up(kube: Kube, namespace: str, name: str) -> tuple[str, bool]:
-    """After the Provider's Secret changed: (resourceVersion Forklift's status must show, bumped).
+def take_up(kube: Kube, namespace: str, name: str, report: Report) -> str:
+    """After the Provider's Secret changed: make Forklift use it, and say what proves it did.
 
     On Forklift 2.11+ the Secret's current resourceVersion, which `status.secretResourceVersion`
     will equal once a test with it passed. Up to 2.10, which keeps its client until the
-    Provider's generation changes, the generation is changed (`bumped`), and "" is returned: the
+    Provider's generation changes, the generation is changed (reported), and "" is returned: the
     verdict of the new generation is the proof."""
     provider = kube.get(PROVIDER, name, namespace)
     ref = ((provider or {}).get("spec") or {}).get("secret") or {}
     secret = kube.get(SECRET, ref.get("name", ""), ref.get("namespace") or namespace)
     if provider is None or secret is None:
-        return "", False
+        return ""
     version = str(secret["metadata"].get("resourceVersion", ""))
     if tracks_secret_version(provider):
-        return version, False
+        return version
     kube.patch(
         PROVIDER,
         name,
         {"spec": {"settings": {SECRET_VERSION_SETTING: version}}},
         namespace,
     )
-    return "", True
+    bumped = "generation changed: Forklift 2.10 takes the new Secret up only then"
+    report(Change(kube.context, "Provider", name, namespace, bumped))
+    return ""
 
 
 def wait_ready(
@@ -159,8 +162,13 @@ def wait_all_ready(
     *,
     expected: dict[str, str] | None = None,
     progress: Progress | None = None,
+    held: dict[str, Obj] | None = None,
 ) -> dict[str, Obj]:
     """`wait_ready` for several Providers, with one list and one watch of the collection.
+
+    `held`: the Providers as the caller last wrote or read them. When it has every one, with
+    resourceVersions that compare, the list is left out: the watch starts from the oldest of
+    them, and an event counts only when it is newer than what is held of its Provider.
 
     A final failure ends the wait at once. `ConnectionTestFailed` does not: the tool repeats the
     test with the Provider's credentials, and a cause it finds ends the wait with that cause's
@@ -170,7 +178,11 @@ def wait_all_ready(
     say = progress or (lambda message: None)
     shown: dict[str, str] = {}
     diagnosed: set[tuple[str, str]] = set()
-    current, version = _listing(kube, namespace)
+    held_since = _held_versions(held or {}, names)
+    if held_since and held:
+        current, version = dict(held), str(min(held_since.values()))
+    else:
+        current, version = _listing(kube, namespace)
     # A failure already there when the wait for a new Secret starts is the verdict on the Secret
     # before it (Forklift keeps it until its next test): it counts once the Provider changes.
     stale = {
@@ -237,9 +249,14 @@ def wait_all_ready(
                 obj = event.get("object") or {}
                 if event.get("type") == "ERROR":
                     current, version = _listing(kube, namespace)  # e.g. 410: start again
+                    held_since = {}
                     break
                 meta = obj.get("metadata") or {}
                 version = str(meta.get("resourceVersion", version))
+                since = held_since.pop(meta.get("name", ""), None)
+                if since is not None and (comparable(version) or 0) <= since:
+                    held_since[meta.get("name", "")] = since  # what is held is this or newer
+                    continue
                 if event.get("type") == "DELETED":
                     current.pop(meta.get("name", ""), None)
                 else:
@@ -250,6 +267,7 @@ def wait_all_ready(
                         break
         except Transient:
             current, version = _listing(kube, namespace)
+            held_since = {}
         if pending:
             pending = unready()
     return {name: current[name] for name in names}
@@ -264,6 +282,21 @@ def _not_ready(
         f"{failure_message(provider)}{retried}",
         fix="fix the cause above (URL, CA, token or permissions on that cluster), then re-run",
     )
+
+
+def comparable(version: str) -> int | None:
+    """A resourceVersion as a number, when it is one: Kubernetes 1.35 made resourceVersions of
+    one resource comparable as integers (KEP-5504: positive, no leading zero); else None."""
+    return int(version) if version.isdigit() and not version.startswith("0") else None
+
+
+def _held_versions(held: dict[str, Obj], names: list[str]) -> dict[str, int]:
+    """Each named Provider's held resourceVersion as a number; {} unless all of them are."""
+    versions = {
+        name: comparable(str((held.get(name) or {}).get("metadata", {}).get("resourceVersion", "")))
+        for name in names
+    }
+    return {n: v for n, v in versions.items() if v is not None} if all(versions.values()) else {}
 
 
 def _listing(kube: Kube, namespace: str) -> tuple[dict[str, Obj], str]:

@@ -225,6 +225,41 @@ def test_a_forklift_api_outage_is_a_clear_retryable_error_that_leaves_nothing_be
     assert again.exit_code == 0, again.output
 
 
+@pytest.mark.sandbox_only("counts forklift-api's requests in the source's audit log")
+def test_a_first_registration_tests_each_secret_once_and_waits_without_a_list(
+    target: Target,
+) -> None:
+    """The webhook selects Secrets by label: a new Secret gets it with its owner reference, so
+    forklift-api's connection test runs inside one write per side, not two."""
+    audit, host = (target.sandbox[c].cluster.audit for c in ("source", "mtv"))
+    start, host_start = audit.mark(), host.mark()
+
+    register_pair(pair_options(target.kubeconfig))
+
+    namespaces_lists = [
+        event
+        for event in audit.since(start)
+        if event["userAgent"].startswith("forklift-api")
+        and event["requestURI"].split("?")[0] == "/api/v1/namespaces"
+    ]
+    assert len(namespaces_lists) == 1  # the first of the test's lists, once
+    secret = target.find("mtv", "secrets", "source-credentials", MTV_NS)
+    assert secret is not None
+    assert secret["metadata"]["labels"][naming.PROVIDER_SECRET_WEBHOOK_LABEL] == "providers"
+    assert [ref["kind"] for ref in secret["metadata"]["ownerReferences"]] == ["Provider"]
+    # The wait for Forklift watches from the Providers as written: no list of them first.
+    waits = [
+        f"{event['verb']} {event['requestURI'].split('?')[0]}"
+        for event in host.since(host_start)
+        if event["userAgent"].startswith("mtv-register")
+        and event["requestURI"].startswith(
+            f"/apis/forklift.konveyor.io/v1beta1/namespaces/{MTV_NS}/providers"
+        )
+        and event["verb"] in ("list", "watch")
+    ]
+    assert waits == [f"watch /apis/forklift.konveyor.io/v1beta1/namespaces/{MTV_NS}/providers"]
+
+
 def test_a_rotation_waits_until_forklift_took_the_new_secret_up(target: Target) -> None:
     """2.11+: status.secretResourceVersion is the switched Secret's; up to 2.10 the tool changes
     the Provider's generation first, and the verdict of that generation is the proof."""

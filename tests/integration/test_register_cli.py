@@ -338,6 +338,10 @@ def test_a_token_a_forklift_list_refuses_with_401_is_refused_by_forklifts_webhoo
     line = one_error_line(result)
     assert f'Forklift refused the provider Secret "{MTV_NS}/source-credentials"' in line
     assert 'admission webhook "secrets.forklift.konveyor" denied the request: Invalid' in line
+    # The refusal comes with the write that gives the new Secret its owner (and the label the
+    # webhook selects on): the Provider and Secret created before it are rolled back.
+    assert target.find("mtv", "providers", "source", MTV_NS) is None
+    assert provider_secret(target, "source") is None
 
 
 @pytest.mark.sandbox_only("a fault makes the source refuse (403) Forklift's list of VMs")
