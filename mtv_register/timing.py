@@ -5,7 +5,9 @@ read it. No other module has a retry, conflict or polling loop of its own.
   with exponential back-off or the server's Retry-After (capped), up to `attempts` tries.
 - `retry_on_conflict`: a guarded write (create, or replace/patch carrying the resourceVersion
   read) that lost a race is read and tried again, up to `conflict_attempts` tries; then it fails
-  loudly with `ConflictError`, never silently.
+  loudly with `ConflictError`, never silently. The run's own writers of one object take
+  turns (a fleet's pairs all add themselves to the shared destination Provider), so only other
+  processes and controllers can make it lose.
 - `poll_until`: a wait for something another controller does (a token filled in, a namespace
   gone, a token just issued accepted), until it holds or its time runs out.
 
@@ -20,6 +22,7 @@ any of these defaults.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -146,18 +149,30 @@ class Again:
 AGAIN = Again()
 
 
+_TURNS: dict[tuple[str, str], threading.RLock] = {}
+_TURNS_LOCK = threading.Lock()
+
+
+def _turn(context: str, what: str) -> threading.RLock:
+    """The lock this run's writers of `what` on `context` share."""
+    with _TURNS_LOCK:
+        return _TURNS.setdefault((context, what), threading.RLock())
+
+
 def retry_on_conflict(
     timing: Timing, step: Callable[[int], T | Again], *, what: str, context: str
 ) -> T:
     """`step(attempt)` (0-based) until it gives an answer. A `Conflict` it raises, or `AGAIN` it
-    returns, starts another try; after `conflict_attempts` tries, `ConflictError` naming `what`."""
-    for attempt in range(timing.conflict_attempts):
-        try:
-            outcome = step(attempt)
-        except errors.Conflict:
-            continue
-        if not isinstance(outcome, Again):
-            return outcome
+    returns, starts another try; after `conflict_attempts` tries, `ConflictError` naming `what`.
+    The steps of other threads of this run on the same `what` and `context` wait their turn."""
+    with _turn(context, what):
+        for attempt in range(timing.conflict_attempts):
+            try:
+                outcome = step(attempt)
+            except errors.Conflict:
+                continue
+            if not isinstance(outcome, Again):
+                return outcome
     raise errors.ConflictError(
         f"{what} keeps changing on {context} ({timing.conflict_attempts} tries)",
         fix="stop the other writer, then re-run",

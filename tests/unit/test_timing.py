@@ -3,6 +3,9 @@ what each wait is (recorded, never slept)."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -134,6 +137,40 @@ def test_conflicts_without_end_fail_loudly_after_the_limit() -> None:
         'Secret "s" keeps changing on mtv (3 tries): stop the other writer, then re-run'
     )
     assert caught.value.exit_code == 11
+
+
+def test_the_runs_own_writers_of_one_object_take_turns() -> None:
+    """Ten threads add themselves to one object by read-modify-write with one try each, as a
+    fleet's pairs add themselves to the shared destination Provider: taking turns, none loses
+    a race to another (without turns, the writes that read the same version conflict)."""
+    stored = {"version": 0, "pairs": set()}
+    guard = threading.Lock()
+    failed: list[BaseException] = []
+
+    def writer(name: str) -> None:
+        def step(_attempt: int) -> None:
+            read = stored["version"]
+            time.sleep(0.01)  # the request's round trip, during which another may write
+            with guard:
+                if stored["version"] != read:
+                    raise errors.Conflict("the object has been modified")
+                stored["version"] = read + 1
+                stored["pairs"] = {*stored["pairs"], name}
+
+        try:
+            retry_on_conflict(
+                Timing(conflict_attempts=1), step, what='Provider "p"', context="mtv"
+            )
+        except errors.ConflictError as error:
+            failed.append(error)
+
+    threads = [threading.Thread(target=writer, args=(f"pair-{i}",)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failed == []
+    assert stored["pairs"] == {f"pair-{i}" for i in range(10)}
 
 
 def test_another_error_of_the_conflict_class_is_not_tried_again() -> None:
