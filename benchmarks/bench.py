@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -60,6 +61,12 @@ def run_env(kubeconfig: Path | None, home: Path) -> dict[str, str]:
 
 def timed_process(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one child process."""
+    elapsed, peak_kib, _ = measured_process(command, env)
+    return elapsed, peak_kib
+
+
+def measured_process(command: list[str], env: dict[str, str]) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (KiB) and CPU seconds (user and system) of one child process."""
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -67,7 +74,13 @@ def timed_process(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     stderr = process.stderr.read().decode() if process.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(command[:3])} failed: {stderr.strip()[-500:]}")
-    return elapsed, usage.ru_maxrss
+    return elapsed, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds this process (and so the in-process sandbox) has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -314,9 +327,16 @@ def bench_fleet() -> dict[str, Any]:
                     "--output",
                     "json",
                 ]
-                elapsed, peak_kib = timed_process(command, run_env(kubeconfig, work / "home"))
+                before = own_cpu_seconds()
+                elapsed, peak_kib, cli_cpu = measured_process(
+                    command, run_env(kubeconfig, work / "home")
+                )
+                sandbox_cpu = own_cpu_seconds() - before
         results[f"{label}_seconds"] = elapsed
         results[f"{label}_peak_mb"] = peak_kib / 1024
+        results[f"{label}_cli_cpu_seconds"] = cli_cpu
+        results[f"{label}_sandbox_cpu_seconds"] = sandbox_cpu
+    results["cores"] = os.cpu_count() or 1
     return results
 
 

@@ -18,18 +18,22 @@ Usage: python -m benchmarks.realstack_ready --kubeconfig PATH [--runs N] [--outp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from kubernetes import client, config, watch
 
-from benchmarks.bench import ROOT, run_env, seed_files, tool
+from benchmarks.bench import ROOT, run_env, seed_files, timed_process, tool
 
 Obj = dict[str, Any]
 MTV_NAMESPACE = "openshift-mtv"
@@ -190,14 +194,13 @@ def _seconds(stamp: str) -> float:
 
 def fleet(kubeconfig: Path, audit: Path | None, size: int, parallel: int) -> Obj:
     """`size` sandbox sources registered into the real MTV host (destination: the real
-    destination), `parallel` at a time and then one at a time."""
-    import yaml
-
-    from benchmarks.bench import timed_process
+    destination), `parallel` at a time, one at a time, and `parallel` at a time again with the
+    tool's requests to the host put under a priority level of API Priority and Fairness so
+    small that the host answers a share of them 429."""
     from mtv_register.sandbox import Sandbox
 
-    results: Obj = {"clusters": size, "parallel": parallel}
-    for label, at_once in (("parallel", parallel), ("serial", 1)):
+    results: Obj = {"clusters": size, "parallel": parallel, "limitedSeats": LIMITED_SEATS}
+    for label, at_once in (("parallel", parallel), ("serial", 1), ("limited", parallel)):
         with Sandbox(sources=size, token_delay=0.1, forklift=False) as sandbox:
             work = Path(tempfile.mkdtemp())
             own = yaml.safe_load(sandbox.write_kubeconfig(work / "sandbox").read_text())
@@ -206,32 +209,143 @@ def fleet(kubeconfig: Path, audit: Path | None, size: int, parallel: int) -> Obj
                 merged[section] += [
                     entry for entry in own[section] if entry["name"].startswith("source-")
                 ]
-            (work / "kubeconfig").write_text(yaml.safe_dump(merged))
             pairs = [
                 {"source": source, "destination": "destination", "host": "mtv"}
                 for source in sandbox.sources
             ]
             (work / "pairs.yaml").write_text(yaml.safe_dump({"pairs": pairs}))
-            env = run_env(work / "kubeconfig", work)
-            since = audit.stat().st_size if audit is not None and audit.exists() else 0
-            command = [
-                *tool(), "register", "--pairs", str(work / "pairs.yaml"),
-                "--parallel", str(at_once), "--yes", "--output", "json",
-            ]  # fmt: skip
-            elapsed, peak_kib = timed_process(command, env)
-            rate, peak_rate, refused = _rate(_host_requests(audit, since))
-            results[label] = {
-                "secondsToLastReady": elapsed,
-                "peakMemoryMb": peak_kib / 1024,
-                "hostRequestsPerSecond": rate,
-                "hostPeakRequestsInOneSecond": peak_rate,
-                "host429": refused,
-            }
-            subprocess.run(
-                [*tool(), "unregister", "--pairs", str(work / "pairs.yaml"), "--yes"],
-                env=env, check=True, capture_output=True, timeout=900,
-            )  # fmt: skip
+            with contextlib.ExitStack() as stack:
+                user = ""
+                if label == "limited":
+                    user = stack.enter_context(_limited_host_user(kubeconfig, merged))
+                (work / "kubeconfig").write_text(yaml.safe_dump(merged))
+                env = run_env(work / "kubeconfig", work)
+                since = audit.stat().st_size if audit is not None and audit.exists() else 0
+                command = [
+                    *tool(), "register", "--pairs", str(work / "pairs.yaml"),
+                    "--parallel", str(at_once), "--yes", "--output", "json",
+                ]  # fmt: skip
+                # A failed pair fails the command: a non-zero exit raises here.
+                elapsed, peak_kib = timed_process(command, env)
+                events = _host_requests(audit, since)
+                if user:
+                    events = [e for e in events if (e.get("user") or {}).get("username") == user]
+                rate, peak_rate, refused = _rate(events)
+                results[label] = {
+                    "secondsToLastReady": elapsed,
+                    "peakMemoryMb": peak_kib / 1024,
+                    "hostRequestsPerSecond": rate,
+                    "hostPeakRequestsInOneSecond": peak_rate,
+                    "hostRequests": len(events),
+                    "host429": refused,
+                }
+                subprocess.run(
+                    [*tool(), "unregister", "--pairs", str(work / "pairs.yaml"), "--yes"],
+                    env=env, check=True, capture_output=True, timeout=900,
+                )  # fmt: skip
     return results
+
+
+def _wait_taken_up(flow: client.FlowcontrolApiserverV1Api) -> None:
+    """Until the API server's APF configuration controller has matched the FlowSchema to its
+    priority level (it then writes the condition Dangling=False)."""
+    give_up = time.monotonic() + 60
+    while time.monotonic() < give_up:
+        conditions = flow.read_flow_schema_status(LIMITED).status.conditions or []
+        if any(c.type == "Dangling" and c.status == "False" for c in conditions):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the API server never took up FlowSchema {LIMITED}")
+
+
+LIMITED = "bench-fleet"  # the namespace, ServiceAccount, FlowSchema and priority level
+LIMITED_SEATS = 1  # the priority level's nominal concurrency shares (of about 245 in all)
+
+
+@contextlib.contextmanager
+def _limited_host_user(kubeconfig: Path, merged: Obj) -> Iterator[str]:
+    """While the block runs, `merged`'s `mtv` context acts as a cluster-admin ServiceAccount
+    whose requests APF puts in a priority level of its own: one nominal share, nothing
+    borrowed, one queue of two (the admin's certificate is in system:masters, which APF
+    exempts). Yields the user name the audit log records."""
+    api = config.new_client_from_config(str(kubeconfig), context="mtv")
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    flow = client.FlowcontrolApiserverV1Api(api)
+    user = f"system:serviceaccount:{LIMITED}:{LIMITED}"
+    core.create_namespace({"metadata": {"name": LIMITED}})
+    try:
+        core.create_namespaced_service_account(LIMITED, {"metadata": {"name": LIMITED}})
+        rbac.create_cluster_role_binding(
+            {
+                "metadata": {"name": LIMITED},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": "cluster-admin"},
+                "subjects": [{"kind": "ServiceAccount", "name": LIMITED, "namespace": LIMITED}],
+            }
+        )  # fmt: skip
+        flow.create_priority_level_configuration(
+            {
+                "metadata": {"name": LIMITED},
+                "spec": {
+                    "type": "Limited",
+                    "limited": {
+                        "nominalConcurrencyShares": LIMITED_SEATS,
+                        "lendablePercent": 0,
+                        "borrowingLimitPercent": 0,
+                        "limitResponse": {
+                            "type": "Queue",
+                            "queuing": {"queues": 1, "handSize": 1, "queueLengthLimit": 2},
+                        },
+                    },
+                },
+            }
+        )
+        flow.create_flow_schema(
+            {
+                "metadata": {"name": LIMITED},
+                "spec": {
+                    "priorityLevelConfiguration": {"name": LIMITED},
+                    "matchingPrecedence": 500,
+                    "distinguisherMethod": {"type": "ByUser"},
+                    "rules": [
+                        {
+                            "subjects": [
+                                {
+                                    "kind": "ServiceAccount",
+                                    "serviceAccount": {"name": LIMITED, "namespace": LIMITED},
+                                }
+                            ],
+                            "resourceRules": [
+                                {"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                                 "namespaces": ["*"], "clusterScope": True}
+                            ],
+                            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                        }
+                    ],
+                },
+            }
+        )  # fmt: skip
+        token = core.create_namespaced_service_account_token(
+            LIMITED, LIMITED, {"spec": {"expirationSeconds": 7200}}
+        ).status.token
+        mtv_user = next(c["context"]["user"] for c in merged["contexts"] if c["name"] == "mtv")
+        for entry in merged["users"]:
+            if entry["name"] == mtv_user:
+                entry["user"] = {"token": token}
+        _wait_taken_up(flow)
+        yield user
+    finally:
+        for delete in (
+            lambda: flow.delete_flow_schema(LIMITED),
+            lambda: flow.delete_priority_level_configuration(LIMITED),
+            lambda: rbac.delete_cluster_role_binding(LIMITED),
+            lambda: core.delete_namespace(LIMITED),
+        ):
+            try:
+                delete()
+            except client.ApiException as error:
+                if error.status != 404:
+                    raise
 
 
 def summary(samples: list[Obj]) -> Obj:
@@ -286,27 +400,34 @@ def markdown(result: Obj) -> str:
     ]
     fleet_ = result.get("fleet")
     if fleet_:
+        limited = fleet_["limited"]
         lines += [
             f"### {fleet_['clusters']} sandbox sources into the real MTV host",
             "",
             f"Each source a sandbox cluster, the destination and the MTV host real, with the "
-            f"tool's default --qps and --burst; `--parallel {fleet_['parallel']}` against one at "
-            "a time. Host figures from the MTV host's audit log.",
+            f"tool's default --qps and --burst; `--parallel {fleet_['parallel']}`, one at a "
+            f"time, and `--parallel {fleet_['parallel']}` again with the tool's requests to the "
+            "host in an API Priority and Fairness priority level of its own: "
+            f"{fleet_['limitedSeats']} nominal share, nothing borrowed, one queue of two, so "
+            "that the host answers 429 with a Retry-After to what does not fit. Host figures "
+            "from the MTV host's audit log; every run exited 0, every pair Ready.",
             "",
-            "| | parallel | serial |",
-            "| --- | --- | --- |",
+            "| | parallel | serial | parallel, host limited by APF |",
+            "| --- | --- | --- | --- |",
         ]
         for label, key, unit in (
             ("until the last Provider is Ready", "secondsToLastReady", "s"),
             ("client's peak memory", "peakMemoryMb", "MB"),
+            ("host requests", "hostRequests", ""),
             ("host requests a second (mean)", "hostRequestsPerSecond", ""),
             ("host requests in its busiest second", "hostPeakRequestsInOneSecond", ""),
             ("host answers 429", "host429", ""),
         ):
-            row = [fleet_["parallel" if i == 0 else "serial"][key] for i in range(2)]
+            row = [fleet_[run].get(key, 0) for run in ("parallel", "serial", "limited")]
             cells = [f"{v:.1f} {unit}".strip() if isinstance(v, float) else str(v) for v in row]
-            lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
-        lines.append("")
+            lines.append(f"| {label} | {' | '.join(cells)} |")
+        share = limited["host429"] / max(limited["hostRequests"], 1)
+        lines += ["", f"Under the limit the host refused {share:.1%} of the tool's requests.", ""]
     return "\n".join(lines)
 
 

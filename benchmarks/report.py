@@ -244,7 +244,30 @@ def _bound(name: str, results: dict[str, Any]) -> list[str]:
             "registration writes each side's Secret twice (created, then owned by its Provider), "
             "one side after the other (docs/benchmarks.md lists the requests)."
         ]
+    if name.startswith("fleet of") and "fleet_parallel_cli_cpu_seconds" in results["fleet"]:
+        return _fleet_bound(results["fleet"])
     return []
+
+
+def _fleet_bound(fleet: dict[str, Any]) -> list[str]:
+    """The CPU floor under the parallel fleet: both processes' CPU time spread over the cores,
+    and each Python process's own, which its interpreter lock keeps to about one core."""
+    cli = fleet["fleet_parallel_cli_cpu_seconds"]
+    sandbox = fleet["fleet_parallel_sandbox_cpu_seconds"]
+    cores = fleet["cores"]
+    floor = max((cli + sandbox) / cores, cli, sandbox)
+    serial = fleet["fleet_serial_seconds"]
+    return [
+        f"Bound: the parallel run used {cli + sandbox:.1f}s of CPU, {cli:.1f}s in the CLI and "
+        f"{sandbox:.1f}s in the sandbox serving all {fleet['clusters'] + 2} clusters (one Python "
+        f"process, the bench's); {cores} cores cannot do that in less than "
+        f"{(cli + sandbox) / cores:.1f}s, and one Python process, held to about one core by its "
+        f"interpreter lock, not in less than its own CPU time: a floor of {floor:.1f}s, "
+        f"{floor / serial:.2f} of the serial run ({serial:.1f}s), against the measured "
+        f"{fleet['fleet_parallel_seconds']:.1f}s. The serial run used "
+        f"{fleet['fleet_serial_cli_cpu_seconds'] + fleet['fleet_serial_sandbox_cpu_seconds']:.1f}s "
+        "of CPU for the same work."
+    ]
 
 
 def _plot(rows: list[Check], path: Path) -> None:
