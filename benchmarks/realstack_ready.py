@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from kubernetes import client, config, watch
 
 from benchmarks.bench import ROOT, run_env, seed_files, timed_process, tool

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -158,9 +157,7 @@ def test_the_runs_own_writers_of_one_object_take_turns() -> None:
                 stored["pairs"] = {*stored["pairs"], name}
 
         try:
-            retry_on_conflict(
-                Timing(conflict_attempts=1), step, what='Provider "p"', context="mtv"
-            )
+            retry_on_conflict(Timing(conflict_attempts=1), step, what='Provider "p"', context="mtv")
         except errors.ConflictError as error:
             failed.append(error)
 
