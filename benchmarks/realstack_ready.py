@@ -33,9 +33,12 @@ import yaml
 from kubernetes import client, config, watch
 
 from benchmarks.bench import ROOT, run_env, seed_files, timed_process, tool
+from benchmarks.report import REALSTACK_MARK
+from mtv_register.api_kube import USER_AGENT
 
 Obj = dict[str, Any]
 MTV_NAMESPACE = "openshift-mtv"
+OVERHEAD_TARGET = 2.0  # seconds: start-up, requests and Forklift's webhook tests inside writes
 
 
 class Watcher:
@@ -198,7 +201,7 @@ def fleet(kubeconfig: Path, audit: Path | None, size: int, parallel: int) -> Obj
     small that the host answers a share of them 429."""
     from mtv_register.sandbox import Sandbox
 
-    results: Obj = {"clusters": size, "parallel": parallel, "limitedSeats": LIMITED_SEATS}
+    results: Obj = {"clusters": size, "atOnce": parallel, "limitedSeats": LIMITED_SEATS}
     for label, at_once in (("parallel", parallel), ("serial", 1), ("limited", parallel)):
         with Sandbox(sources=size, token_delay=0.1, forklift=False) as sandbox:
             work = Path(tempfile.mkdtemp())
@@ -226,9 +229,13 @@ def fleet(kubeconfig: Path, audit: Path | None, size: int, parallel: int) -> Obj
                 ]  # fmt: skip
                 # A failed pair fails the command: a non-zero exit raises here.
                 elapsed, peak_kib = timed_process(command, env)
-                events = _host_requests(audit, since)
-                if user:
-                    events = [e for e in events if (e.get("user") or {}).get("username") == user]
+                # The tool's own requests: not Forklift's, nor the control plane's.
+                events = [
+                    e
+                    for e in _host_requests(audit, since)
+                    if e.get("userAgent", "").startswith(USER_AGENT)
+                    and (not user or (e.get("user") or {}).get("username") == user)
+                ]
                 rate, peak_rate, refused = _rate(events)
                 results[label] = {
                     "secondsToLastReady": elapsed,
@@ -394,7 +401,10 @@ def markdown(result: Obj) -> str:
         "",
         f"Ratio of time to Ready: {tool_['wall'] / manual['wall']:.2f}. Target: Ready to exit "
         f"at most 0.050 s: {'held' if tool_['readyToExit'] <= 0.05 else 'not held'} "
-        f"({tool_['readyToExit']:.3f} s).",
+        f"({tool_['readyToExit']:.3f} s). Target: the tool's overhead at most "
+        f"{OVERHEAD_TARGET:.1f} s, set from the 1.447 s the first run measured (2026-12-04): "
+        f"{'held' if tool_['overhead'] <= OVERHEAD_TARGET else 'not held'} "
+        f"({tool_['overhead']:.3f} s).",
         "",
     ]
     fleet_ = result.get("fleet")
@@ -404,12 +414,13 @@ def markdown(result: Obj) -> str:
             f"### {fleet_['clusters']} sandbox sources into the real MTV host",
             "",
             f"Each source a sandbox cluster, the destination and the MTV host real, with the "
-            f"tool's default --qps and --burst; `--parallel {fleet_['parallel']}`, one at a "
-            f"time, and `--parallel {fleet_['parallel']}` again with the tool's requests to the "
+            f"tool's default --qps and --burst; `--parallel {fleet_['atOnce']}`, one at a "
+            f"time, and `--parallel {fleet_['atOnce']}` again with the tool's requests to the "
             "host in an API Priority and Fairness priority level of its own: "
             f"{fleet_['limitedSeats']} nominal share, nothing borrowed, one queue of two, so "
             "that the host answers 429 with a Retry-After to what does not fit. Host figures "
-            "from the MTV host's audit log; every run exited 0, every pair Ready.",
+            "from the MTV host's audit log, the tool's own requests only (User-Agent "
+            f"`{USER_AGENT}`); every run exited 0, every pair Ready.",
             "",
             "| | parallel | serial | parallel, host limited by APF |",
             "| --- | --- | --- | --- |",
@@ -444,10 +455,7 @@ def main() -> None:
     audit = args.audit_dir / "mtv.log" if args.audit_dir else None
     result["fleet"] = fleet(args.kubeconfig, audit, args.fleet, args.parallel)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
-    start, end = (
-        "<!-- realstack: written by benchmarks/realstack_ready.py -->",
-        "<!-- /realstack -->",
-    )
+    start, end = REALSTACK_MARK, "<!-- /realstack -->"
     doc = args.doc.read_text() if args.doc.exists() else ""
     section = f"{start}\n{markdown(result)}{end}"
     if start in doc:
