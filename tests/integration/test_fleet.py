@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from mtv_register.fleet import load_pairs
+from mtv_register.forklift import pairs_of
 from mtv_register.orchestrator import PairOptions
+from mtv_register.sandbox import MTV_NAMESPACE
 from tests.integration.conftest import CliRun, Mark, fleet_args, mark, writes_since
 from tests.target import Target
 
@@ -167,3 +169,26 @@ def test_each_pair_may_name_its_own_host_and_provider_names(target: Target, tmp_
 
     assert (pair.source, pair.destination, pair.host) == ("source", "destination", "mtv")
     assert (pair.source_name, pair.destination_name) == ("one", "two")
+
+
+@pytest.mark.needs_forklift
+def test_ten_pairs_at_once_all_join_the_destination_provider_they_share(
+    target: Target, tmp_path: Path, cli: CliRun
+) -> None:
+    """Every pair adds itself to the pairs annotation of the one destination Provider by a
+    guarded read-modify-write; ten at once must all end up in it. (This shape did not reproduce
+    the real-stack fleet's exhausted conflict tries, 30 pairs included; the unit test
+    test_the_runs_own_writers_of_one_object_take_turns does.)"""
+    entries = [
+        {"source": "source", "destination": "destination", "sourceName": f"source-{i}"}
+        for i in range(10)
+    ]
+    result = cli(
+        *fleet_args(target, _pairs(tmp_path, entries), "--parallel", "10", "--output", "json")
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert all(r["ok"] for r in json.loads(result.stdout))
+    shared = target.find(target.mtv_context, "providers", "destination", MTV_NAMESPACE)
+    assert shared is not None
+    assert len(pairs_of(shared)) == 10, pairs_of(shared)
