@@ -336,7 +336,6 @@ def bench_fleet() -> dict[str, Any]:
         results[f"{label}_peak_mb"] = peak_kib / 1024
         results[f"{label}_cli_cpu_seconds"] = cli_cpu
         results[f"{label}_sandbox_cpu_seconds"] = sandbox_cpu
-    results["cores"] = os.cpu_count() or 1
     return results
 
 

@@ -433,7 +433,7 @@ def markdown(result: Obj) -> str:
             ("host requests in its busiest second", "hostPeakRequestsInOneSecond", ""),
             ("host answers 429", "host429", ""),
         ):
-            row = [fleet_[run].get(key, 0) for run in ("parallel", "serial", "limited")]
+            row = [fleet_[run][key] for run in ("parallel", "serial", "limited")]
             cells = [f"{v:.1f} {unit}".strip() if isinstance(v, float) else str(v) for v in row]
             lines.append(f"| {label} | {' | '.join(cells)} |")
         share = limited["host429"] / max(limited["hostRequests"], 1)

@@ -252,16 +252,15 @@ def _bound(name: str, results: dict[str, Any]) -> list[str]:
             "one side after the other (docs/benchmarks.md lists the requests)."
         ]
     if name.startswith("fleet of") and "fleet_parallel_cli_cpu_seconds" in results["fleet"]:
-        return _fleet_bound(results["fleet"])
+        return _fleet_bound(results["fleet"], results["machine"]["cores"])
     return []
 
 
-def _fleet_bound(fleet: dict[str, Any]) -> list[str]:
+def _fleet_bound(fleet: dict[str, Any], cores: int) -> list[str]:
     """The CPU floor under the parallel fleet: both processes' CPU time spread over the cores,
     and each Python process's own, which its interpreter lock keeps to about one core."""
     cli = fleet["fleet_parallel_cli_cpu_seconds"]
     sandbox = fleet["fleet_parallel_sandbox_cpu_seconds"]
-    cores = fleet["cores"]
     floor = max((cli + sandbox) / cores, cli, sandbox)
     serial = fleet["fleet_serial_seconds"]
     return [
