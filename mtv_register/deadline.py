@@ -112,11 +112,11 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def shielded(seconds: float = 5.0) -> Iterator[None]:
+def shielded(seconds: float | None = None) -> Iterator[None]:
     """Within, in this thread only: requests go out again, for `seconds` (the roll-back after an
-    interruption); other threads stay cancelled."""
+    interruption; by default `ROLL_BACK_SECONDS`); other threads stay cancelled."""
     previous = getattr(_shield, "until", None)
-    _shield.until = time.monotonic() + seconds
+    _shield.until = time.monotonic() + (ROLL_BACK_SECONDS if seconds is None else seconds)
     try:
         yield
     finally:
@@ -191,15 +191,18 @@ class _Stopped:
 _STOPPED = _Stopped()
 
 
-GRACE_SECONDS = 0.8  # how long an interrupted pool lets its threads finish their roll-back
+ROLL_BACK_SECONDS = 5.0  # what an interrupted or failed step gets to undo what it made
+GRACE_SECONDS = 0.8  # how long an interrupted pool lets its threads reach their next request
 
 
 @contextlib.contextmanager
-def pool(workers: int) -> Iterator[futures.ThreadPoolExecutor]:
+def pool(workers: int, *, undoing: bool = False) -> Iterator[futures.ThreadPoolExecutor]:
     """A thread pool for one run's parallel work. Interrupted (Ctrl-C, SIGTERM), it cancels the
-    run, gives its threads `GRACE_SECONDS` to stop at their next request and undo what they made,
-    and lets the run end without them; any other failure waits for them, so that a roll-back
-    sees the whole run."""
+    run, gives its threads `GRACE_SECONDS` to stop at their next request and lets the run end
+    without them; any other failure waits for them, so that a roll-back sees the whole run.
+    `undoing`: each thread undoes its own work when interrupted (a fleet's pairs, the
+    registrations of `rotate --all`), so the pool also waits out that roll-back, which its
+    inner pools' grace precedes; otherwise the process would exit half-way through it."""
     from concurrent import futures
 
     executor = futures.ThreadPoolExecutor(max_workers=max(1, workers))
@@ -220,7 +223,10 @@ def pool(workers: int) -> Iterator[futures.ThreadPoolExecutor]:
         if not _cancelled.is_set():
             cancel()
         executor.shutdown(wait=False, cancel_futures=True)
-        futures.wait(given, timeout=GRACE_SECONDS)
+        grace = GRACE_SECONDS
+        if undoing:  # their inner pools' grace, then their roll-back
+            grace += GRACE_SECONDS + ROLL_BACK_SECONDS
+        futures.wait(given, timeout=grace)
         raise
     finally:
         if not interrupted:

@@ -135,7 +135,7 @@ def register_fleet(
         return fleet_entry(options, work)
 
     results: dict[int, FleetResult] = {}
-    with run_deadline.pool(parallel) as pool:
+    with run_deadline.pool(parallel, undoing=True) as pool:
         futures = {pool.submit(one, pair): index for index, pair in enumerate(pairs)}
         for future in as_completed(futures):
             outcome = future.result()

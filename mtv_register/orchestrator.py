@@ -224,8 +224,8 @@ def register_pair(
                 "shows Forklift's verdict, and a re-run waits for it again",
                 [],
             ) from None
-        with run_deadline.shielded(5.0):
-            left = _roll_back(kubes, recorder.changes, say, 5.0)
+        with run_deadline.shielded():
+            left = _roll_back(kubes, recorder.changes, say, run_deadline.ROLL_BACK_SECONDS)
         summary = (
             "interrupted: what this run created was removed"
             if not left
@@ -240,7 +240,12 @@ def register_pair(
                 host, namespace, remote, recorder.changes, failure=refusal, saved=True, say=say
             )
             raise
-        left = _roll_back(kubes, recorder.changes, say, max(5.0, deadline - time.monotonic()))
+        left = _roll_back(
+            kubes,
+            recorder.changes,
+            say,
+            max(run_deadline.ROLL_BACK_SECONDS, deadline - time.monotonic()),
+        )
         if not left:
             raise
         raise type(refusal)(

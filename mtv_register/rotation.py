@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from mtv_register.clusters import Connector
 
 Obj = dict[str, Any]
-ROLL_BACK_SECONDS = 5.0  # what a failed or interrupted rotation gets to undo itself
 
 
 def rotate_provider(
@@ -139,7 +138,7 @@ def _rotate_bound(
     try:
         wait_taken_up(host, registration, options.timeout, report)
     except errors.MtvRegisterError as failure:
-        with deadline.shielded(ROLL_BACK_SECONDS):
+        with deadline.shielded():
             error = _rolled_back(
                 failure, registration.name, lambda: switch_back(host, registration, report)
             )
@@ -207,7 +206,7 @@ def _rotate(
             _remove_new((fresh, remote) if fresh else (remote,), new_name, old_ns, report)
 
         # The roll-back runs even past the deadline or after Ctrl-C, for a few seconds more.
-        with deadline.shielded(ROLL_BACK_SECONDS):
+        with deadline.shielded():
             error = _rolled_back(failure, name, undo)
         if fresh is not None:
             fresh.close()
@@ -357,7 +356,7 @@ def rotate_all(
         except errors.MtvRegisterError as failure:
             return failed(provider, failure)
 
-    with deadline.pool(min(parallel, len(providers) or 1)) as pool:
+    with deadline.pool(min(parallel, len(providers) or 1), undoing=True) as pool:
         return list(pool.map(one, providers))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -168,6 +168,60 @@ def test_the_runs_own_writers_of_one_object_take_turns() -> None:
         thread.join()
     assert failed == []
     assert stored["pairs"] == {f"pair-{i}" for i in range(10)}
+
+
+@pytest.fixture
+def run_scope() -> Iterator[None]:
+    """A run of its own; the cancellation it ends with is cleared for the next test."""
+    with deadline.scope(None):
+        yield
+    with deadline.scope(None):
+        pass  # entering a scope clears the cancellation
+
+
+def _interrupted_pool(undoing: bool) -> tuple[bool, float]:
+    """Ctrl-C while a worker sits in a wait; the worker then undoes its work for twice the
+    pool's grace, as a fleet's pair deletes what it made. Whether the undo had finished when
+    the pool let the run go on, and how long the pool took."""
+    started, undone = threading.Event(), threading.Event()
+
+    def pair() -> None:
+        started.set()
+        try:
+            deadline.sleep(60)  # the token wait; the cancellation wakes it
+        except deadline.Cancelled:
+            with deadline.shielded():
+                time.sleep(2 * deadline.GRACE_SECONDS)  # the roll-back's deletes
+                undone.set()
+            raise
+
+    sent = 0.0
+    with pytest.raises(KeyboardInterrupt), deadline.pool(2, undoing=undoing) as pool:
+        pool.submit(pair)
+        assert started.wait(5)
+        sent = time.monotonic()
+        raise KeyboardInterrupt
+    took = time.monotonic() - sent
+    finished = undone.is_set()
+    assert undone.wait(5)  # an abandoned worker ends before the next test
+    return finished, took
+
+
+def test_an_interrupted_fleet_waits_out_each_pairs_roll_back(run_scope: None) -> None:
+    """A fleet's pool waits for its pairs' roll-backs, which take longer than the grace to
+    reach a next request: the process exits only after them (it used to exit half-way, leaving
+    a pair's namespace and ClusterRole on the cluster)."""
+    finished, took = _interrupted_pool(undoing=True)
+    assert finished
+    assert took < deadline.GRACE_SECONDS * 2 + deadline.ROLL_BACK_SECONDS
+
+
+def test_an_interrupted_pool_of_steps_waits_only_the_grace(run_scope: None) -> None:
+    """An inner pool's steps stop at their next request; their caller rolls back, so the pool
+    does not wait for more than its grace."""
+    finished, took = _interrupted_pool(undoing=False)
+    assert not finished
+    assert took < 2 * deadline.GRACE_SECONDS
 
 
 def test_another_error_of_the_conflict_class_is_not_tried_again() -> None:
