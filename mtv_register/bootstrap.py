@@ -129,7 +129,11 @@ def ensure(
         return updated
 
     return retry_on_conflict(
-        kube.timing, attempt, what=f'{kind.kind} "{name}"', context=kube.context
+        kube.timing,
+        attempt,
+        what=f'{kind.kind} "{name}"',
+        context=kube.context,
+        obj=(kind.kind, namespace or "", name),
     )
 
 

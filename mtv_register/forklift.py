@@ -317,7 +317,11 @@ def _ensure_secret(
         return True, stored
 
     return retry_on_conflict(
-        kube.timing, attempt, what=f'Secret "{meta["name"]}"', context=kube.context
+        kube.timing,
+        attempt,
+        what=f'Secret "{meta["name"]}"',
+        context=kube.context,
+        obj=("Secret", meta["namespace"], meta["name"]),
     )
 
 
@@ -392,6 +396,7 @@ def _ensure_provider_object(
         attempt,
         what=f'Provider "{meta["namespace"]}/{meta["name"]}"',
         context=kube.context,
+        obj=("Provider", meta["namespace"], meta["name"]),
     )
 
 
@@ -432,6 +437,7 @@ def _ensure_owner(
         attempt,
         what=f'Secret "{meta["namespace"]}/{meta["name"]}"',
         context=kube.context,
+        obj=("Secret", meta["namespace"], meta["name"]),
     )
 
 

@@ -234,7 +234,11 @@ def switch_guarded(
         return True
 
     return retry_on_conflict(
-        host.timing, attempt, what=f'the provider Secret "{namespace}/{name}"', context=host.context
+        host.timing,
+        attempt,
+        what=f'the provider Secret "{namespace}/{name}"',
+        context=host.context,
+        obj=("Secret", namespace, name),
     )
 
 
@@ -283,6 +287,7 @@ def switch_back(host: Kube, registration: Registration, report: Report) -> None:
         attempt,
         what=f'the provider Secret "{meta["namespace"]}/{meta["name"]}"',
         context=host.context,
+        obj=("Secret", meta["namespace"], meta["name"]),
     )
 
 

@@ -149,23 +149,31 @@ class Again:
 AGAIN = Again()
 
 
-_TURNS: dict[tuple[str, str], threading.RLock] = {}
+ObjectKey = tuple[str, str, str]  # an object's kind, namespace ("" for a cluster object), name
+
+_TURNS: dict[tuple[str, ObjectKey], threading.RLock] = {}
 _TURNS_LOCK = threading.Lock()
 
 
-def _turn(context: str, what: str) -> threading.RLock:
-    """The lock this run's writers of `what` on `context` share."""
+def _turn(context: str, obj: ObjectKey) -> threading.RLock:
+    """The lock this run's writers of `obj` on `context` share."""
     with _TURNS_LOCK:
-        return _TURNS.setdefault((context, what), threading.RLock())
+        return _TURNS.setdefault((context, obj), threading.RLock())
 
 
 def retry_on_conflict(
-    timing: Timing, step: Callable[[int], T | Again], *, what: str, context: str
+    timing: Timing,
+    step: Callable[[int], T | Again],
+    *,
+    what: str,
+    context: str,
+    obj: ObjectKey,
 ) -> T:
     """`step(attempt)` (0-based) until it gives an answer. A `Conflict` it raises, or `AGAIN` it
     returns, starts another try; after `conflict_attempts` tries, `ConflictError` naming `what`.
-    The steps of other threads of this run on the same `what` and `context` wait their turn."""
-    with _turn(context, what):
+    The steps of other threads of this run that write `obj` on `context` wait their turn, however
+    their `what` words it."""
+    with _turn(context, obj):
         for attempt in range(timing.conflict_attempts):
             try:
                 outcome = step(attempt)

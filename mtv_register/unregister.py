@@ -171,7 +171,11 @@ def release_provider(
         return False, url
 
     return retry_on_conflict(
-        kube.timing, attempt, what=f'Provider "{namespace}/{name}"', context=kube.context
+        kube.timing,
+        attempt,
+        what=f'Provider "{namespace}/{name}"',
+        context=kube.context,
+        obj=("Provider", namespace, name),
     )
 
 

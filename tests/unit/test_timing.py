@@ -23,6 +23,7 @@ from mtv_register.timing import (
 )
 
 POLICY = Timing(attempts=4, initial_wait=0.1, max_wait=0.25, retry_after_cap=2.0)
+S = ("Secret", "ns", "s")  # the object the conflict tests write
 
 
 @pytest.fixture
@@ -118,7 +119,7 @@ def test_a_conflict_is_read_again_and_a_lost_create_says_again() -> None:
             return AGAIN  # e.g. AlreadyExists: compare with theirs
         return "stored"
 
-    assert retry_on_conflict(Timing(), step, what='Secret "s"', context="mtv") == "stored"
+    assert retry_on_conflict(Timing(), step, what='Secret "s"', context="mtv", obj=S) == "stored"
     assert seen == [0, 1, 2]
 
 
@@ -130,7 +131,9 @@ def test_conflicts_without_end_fail_loudly_after_the_limit() -> None:
         raise errors.Conflict("the object has been modified")
 
     with pytest.raises(errors.ConflictError) as caught:
-        retry_on_conflict(Timing(conflict_attempts=3), step, what='Secret "s"', context="mtv")
+        retry_on_conflict(
+            Timing(conflict_attempts=3), step, what='Secret "s"', context="mtv", obj=S
+        )
     assert seen == [0, 1, 2]
     assert caught.value.line() == (
         'Secret "s" keeps changing on mtv (3 tries): stop the other writer, then re-run'
@@ -141,7 +144,8 @@ def test_conflicts_without_end_fail_loudly_after_the_limit() -> None:
 def test_the_runs_own_writers_of_one_object_take_turns() -> None:
     """Ten threads add themselves to one object by read-modify-write with one try each, as a
     fleet's pairs add themselves to the shared destination Provider: taking turns, none loses
-    a race to another (without turns, the writes that read the same version conflict)."""
+    a race to another (without turns, the writes that read the same version conflict). The
+    turn is the object's, not its wording: half the writers name it as another module does."""
     stored = {"version": 0, "pairs": set()}
     guard = threading.Lock()
     failed: list[BaseException] = []
@@ -157,7 +161,13 @@ def test_the_runs_own_writers_of_one_object_take_turns() -> None:
                 stored["pairs"] = {*stored["pairs"], name}
 
         try:
-            retry_on_conflict(Timing(conflict_attempts=1), step, what='Provider "p"', context="mtv")
+            retry_on_conflict(
+                Timing(conflict_attempts=1),
+                step,
+                what='Provider "p"' if int(name.rpartition("-")[2]) % 2 else 'Provider "ns/p"',
+                context="mtv",
+                obj=("Provider", "ns", "p"),
+            )
         except errors.ConflictError as error:
             failed.append(error)
 
@@ -233,7 +243,7 @@ def test_another_error_of_the_conflict_class_is_not_tried_again() -> None:
         raise errors.ConflictError("deleted meanwhile")
 
     with pytest.raises(errors.ConflictError, match="deleted meanwhile"):
-        retry_on_conflict(Timing(), step, what="x", context="mtv")
+        retry_on_conflict(Timing(), step, what="x", context="mtv", obj=S)
     assert seen == [0]
 
 
